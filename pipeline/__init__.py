@@ -1,0 +1,1 @@
+"""A reproducible VAE pipeline: DVC stages, Keras model, MLflow tracking."""

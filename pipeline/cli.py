@@ -1,0 +1,36 @@
+"""What every stage's ``main`` shares: argument parsing and turning failures into one clear line."""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.paths import PARAMS_FILE
+
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser for ``python -m pipeline.<stage>`` that already takes ``--params``."""
+    parser = argparse.ArgumentParser(prog=f"python -m pipeline.{stage}", description=description)
+    parser.add_argument(
+        "--params", type=Path, default=PARAMS_FILE, help=f"params file (default: {PARAMS_FILE})"
+    )
+    return parser
+
+
+def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
+              argv: Sequence[str] | None) -> int:
+    """Parse ``argv``, run ``body``; report a ``PipelineError`` or Ctrl-C as one line and an exit code."""
+    args = parser.parse_args(argv)
+    try:
+        body(args)
+    except PipelineError as error:
+        print(f"{stage}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"{stage}: interrupted; no partial output was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0

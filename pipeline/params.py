@@ -1,0 +1,162 @@
+"""The one reader of params.yaml: a validated, immutable schema for every stage's knobs.
+
+Every wrong type, out-of-range value, unknown key or typo is reported with its dotted key
+before any stage does work, and before TensorFlow is imported.
+"""
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.datasets import DatasetName
+from pipeline.errors import PipelineError
+from pipeline.paths import PARAMS_FILE
+
+
+class ParamsError(PipelineError):
+    """params.yaml is missing, unreadable or holds a value the pipeline rejects."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DataParams(_Section):
+    dataset: DatasetName = "mnist"
+    mirrors: tuple[str, ...] = Field(
+        default=(), description="Sources tried in order; empty means the dataset's public mirrors."
+    )
+    val_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
+    seed: int = Field(default=42, ge=0)
+
+
+class ModelParams(_Section):
+    latent_dim: int = Field(default=2, ge=1)
+    intermediate_dim: int = Field(default=256, ge=1)
+
+
+class TrainParams(_Section):
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=100, ge=1)
+    optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
+    learning_rate: float = Field(default=0.001, gt=0.0)
+    beta: float = Field(default=0.1, ge=0.0)
+    seed: int = Field(default=42, ge=0)
+    experiment: str = Field(default="vae-mnist", min_length=1)
+
+
+class EvaluateParams(_Section):
+    elbo_samples: int = Field(default=10, ge=1)
+    is_samples: int = Field(default=200, ge=1)
+    batch_size: int = Field(default=500, ge=1)
+    seed: int = Field(default=0, ge=0)
+
+
+class ReportParams(_Section):
+    grid_size: int = Field(default=30, ge=2, le=100)
+    grid_range: tuple[float, float] = (-3.0, 3.0)
+    grid_dims: tuple[int, int] = (0, 1)
+    n_reconstructions: int = Field(default=10, ge=1, le=50)
+    n_samples: int = Field(default=100, ge=1, le=400)
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered_range_and_distinct_dims(self) -> "ReportParams":
+        low, high = self.grid_range
+        if not low < high:
+            raise ValueError(f"grid_range must be [low, high] with low < high, got {list(self.grid_range)}")
+        if self.grid_dims[0] == self.grid_dims[1] or min(self.grid_dims) < 0:
+            raise ValueError(f"grid_dims must be two distinct latent indices >= 0, got {list(self.grid_dims)}")
+        return self
+
+
+class Tolerance(_Section):
+    """How far a metric may move in its bad direction before the regression gate fails."""
+
+    higher_is_better: bool = False
+    tolerance: float = Field(default=0.0, ge=0.0)
+
+
+class CheckParams(_Section):
+    tolerances: dict[str, Tolerance] = Field(default_factory=dict)
+
+
+class Params(_Section):
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    report: ReportParams = ReportParams()
+    check: CheckParams = CheckParams()
+
+    @model_validator(mode="after")
+    def _grid_dims_within_latent(self) -> "Params":
+        if max(self.report.grid_dims) >= self.model.latent_dim:
+            raise ValueError(
+                f"report.grid_dims {list(self.report.grid_dims)} must index model.latent_dim "
+                f"({self.model.latent_dim}) dimensions"
+            )
+        return self
+
+    def flat(self) -> dict[str, Any]:
+        """Every param as ``{"section.key": value}``, the form MLflow and DVC show."""
+        return dict(_flatten(self.model_dump(mode="json")))
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from _flatten(value, f"{dotted}.")
+        else:
+            yield dotted, value
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        dotted = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key (a typo?)"
+        lines.append(f"  {dotted}: {message} (got {problem.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate an already-loaded params mapping."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ParamsError(f"params must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(_lists_to_tuples(raw))
+    except ValidationError as error:
+        raise ParamsError(f"invalid params:\n{_describe(error)}") from None
+
+
+def _lists_to_tuples(value: Any) -> Any:
+    """YAML has lists where the schema has fixed tuples; strict mode wants the tuple."""
+    if isinstance(value, Mapping):
+        return {key: _lists_to_tuples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(_lists_to_tuples(item) for item in value)
+    return value
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml; raise ``ParamsError`` naming the file and each bad key."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            raw = yaml.safe_load(stream)
+    except OSError as error:
+        raise ParamsError(f"cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    try:
+        return parse_params(raw)
+    except ParamsError as error:
+        raise ParamsError(f"{path}: {error}") from None
