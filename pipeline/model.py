@@ -1,0 +1,93 @@
+"""The notebook's VAE in Keras 3: encoder, sampling layer, decoder and the per-image losses.
+
+Only backend-neutral ``keras.ops`` are used here; the compiled training loop lives in
+``pipeline.training``. Importing this module imports Keras (and so TensorFlow).
+"""
+
+from pipeline.tf_env import quiet_tensorflow
+
+quiet_tensorflow()
+
+import keras  # noqa: E402  (must follow the environment set-up above)
+from keras import layers, ops  # noqa: E402
+
+IMAGE_PIXELS = 784
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+class Sampling(layers.Layer):
+    """The reparameterization trick: z = z_mean + exp(z_log_var / 2) * eps, eps ~ N(0, I).
+
+    The noise has the shape of ``z_mean``, so any batch size works, and comes from a seeded
+    generator whose state is a layer variable: same seed, same draws.
+    """
+
+    def __init__(self, seed: int | None = None, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs: tuple) -> object:
+        z_mean, z_log_var = inputs
+        epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape[0]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "seed": self.seed}
+
+
+def build_encoder(latent_dim: int, intermediate_dim: int, seed: int | None = None) -> keras.Model:
+    """784 → Dense relu → (z_mean, z_log_var, z)."""
+    images = keras.Input(shape=(IMAGE_PIXELS,), name="images")
+    hidden = layers.Dense(intermediate_dim, activation="relu", name="encoder_hidden")(images)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(hidden)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(hidden)
+    z = Sampling(seed=seed, name="z")([z_mean, z_log_var])
+    return keras.Model(images, [z_mean, z_log_var, z], name="encoder")
+
+
+def build_decoder(latent_dim: int, intermediate_dim: int) -> keras.Model:
+    """latent → Dense relu → Dense 784 logits → sigmoid pixel probabilities."""
+    z = keras.Input(shape=(latent_dim,), name="z")
+    hidden = layers.Dense(intermediate_dim, activation="relu", name="decoder_hidden")(z)
+    logits = layers.Dense(IMAGE_PIXELS, name="decoder_logits")(hidden)
+    pixels = layers.Activation("sigmoid", name="pixels")(logits)
+    return keras.Model(z, pixels, name="decoder")
+
+
+def build_vae(latent_dim: int, intermediate_dim: int, seed: int | None = None) -> keras.Model:
+    """The whole autoencoder, images → reconstructed images, with ``encoder`` and ``decoder`` nested.
+
+    Later stages take the parts with ``vae.get_layer("encoder")`` and ``vae.get_layer("decoder")``.
+    """
+    encoder = build_encoder(latent_dim, intermediate_dim, seed)
+    decoder = build_decoder(latent_dim, intermediate_dim)
+    images = keras.Input(shape=(IMAGE_PIXELS,), name="images")
+    _, _, z = encoder(images)
+    return keras.Model(images, decoder(z), name="vae")
+
+
+def decoder_logits(decoder: keras.Model) -> keras.Model:
+    """A view of ``decoder`` that stops before the sigmoid, sharing its weights, for a stable BCE."""
+    return keras.Model(decoder.inputs, decoder.get_layer("decoder_logits").output, name="decoder_logits")
+
+
+def reconstruction_loss(images: object, logits: object) -> object:
+    """Binary cross-entropy summed over pixels, per image (the notebook's 784 · mean BCE).
+
+    Computed from logits, so saturated pixels give finite values and gradients.
+    """
+    return ops.sum(ops.binary_crossentropy(images, logits, from_logits=True), axis=-1)
+
+
+def kl_loss(z_mean: object, z_log_var: object) -> object:
+    """KL(q(z|x) || N(0, I)) per image: 0.5 · Σ(exp(log σ²) + μ² − 1 − log σ²)."""
+    return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
+
+
+def load_vae(path: str) -> keras.Model:
+    """Load a saved VAE with Keras' safe mode on: files holding lambdas or unknown code are refused."""
+    return keras.models.load_model(path, safe_mode=True)

@@ -1,0 +1,221 @@
+"""Every MLflow call of the pipeline: where the store is, opening and closing runs, what is logged.
+
+The default store is a SQLite file at the project root with artifacts beside it, so ``mlflow ui``
+run there shows every run. ``MLFLOW_TRACKING_URI`` points the pipeline at a server instead.
+DVC runs queued and ``--temp`` experiments in copies under ``.dvc/tmp/exps/``; the store is
+anchored at the real project root so those runs land in the same place.
+"""
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from pipeline import atomic
+from pipeline.errors import PipelineError
+from pipeline.paths import MLFLOW_ARTIFACTS_DIR, MLFLOW_DB_FILE
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+TEMPORARY_EXPERIMENT_DIR = os.path.join(".dvc", "tmp", "exps")
+PIPELINE_TAG = "pipeline.stage"
+SERVER_PROBE_TIMEOUT_S = 5.0
+
+
+class TrackingError(PipelineError):
+    """The tracking store cannot be reached or does not hold the expected run."""
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """What later stages need to add to the training run: written to ``models/run.json``."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+
+
+def project_root() -> Path:
+    """The real project root: ``DVC_ROOT`` (or the working directory), outside any DVC temp copy."""
+    root = Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+    text = str(root)
+    marker = f"{os.sep}{TEMPORARY_EXPERIMENT_DIR}{os.sep}"
+    return Path(text.split(marker, 1)[0]) if marker in text else root
+
+
+def default_tracking_uri(root: Path) -> str:
+    """The embedded store: ``sqlite:////abs/path/mlflow.db``."""
+    return f"sqlite:///{root / MLFLOW_DB_FILE}"
+
+
+def configure(root: Path | None = None) -> str:
+    """Point MLflow at ``MLFLOW_TRACKING_URI`` or the embedded store; fail fast if a server is down."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root or project_root())
+    if uri.startswith(("http://", "https://")):
+        _probe_server(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _probe_server(uri: str) -> None:
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_PROBE_TIMEOUT_S):
+            pass
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason}); "
+                            "start it or unset MLFLOW_TRACKING_URI") from None
+
+
+def ensure_experiment(name: str, root: Path | None = None) -> str:
+    """The id of experiment ``name``, created on first use with artifacts under the project root."""
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if mlflow.get_tracking_uri().startswith("sqlite:"):
+        artifact_location = ((root or project_root()) / MLFLOW_ARTIFACTS_DIR).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except mlflow.exceptions.MlflowException:
+        # Another process created it between our look-up and create: use theirs.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def git_tags(root: Path) -> dict[str, str]:
+    """The commit and whether the work tree differs from it, as MLflow tags."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else False
+    return {"mlflow.source.git.commit": commit or "unknown", "git.dirty": str(dirty).lower()}
+
+
+def run_name_and_tags() -> tuple[str | None, dict[str, str]]:
+    """The DVC experiment name (when run by ``dvc exp``) as run name and tag."""
+    experiment = os.environ.get("DVC_EXP_NAME")
+    return experiment, ({"dvc.experiment": experiment} if experiment else {})
+
+
+@contextmanager
+def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[str, str]) -> Iterator[RunRef]:
+    """Open the run of one training; close it FINISHED, FAILED on an error, KILLED on Ctrl-C."""
+    uri = configure()
+    experiment_id = ensure_experiment(experiment)
+    run_name, dvc_tags = run_name_and_tags()
+    all_tags = {**git_tags(project_root()), **dvc_tags, **tags, PIPELINE_TAG: "train"}
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags)
+    try:
+        mlflow.log_params({key: _param_value(value) for key, value in params.items()})
+        yield RunRef(run.info.run_id, experiment_id, uri)
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def _param_value(value: object) -> str:
+    return json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
+
+
+def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
+    """Per-epoch metrics, with the epoch (from 1) as the step."""
+    mlflow.log_metrics(dict(logs), step=epoch + 1)
+
+
+def write_run_ref(path: Path, ref: RunRef) -> None:
+    """Record the run so evaluate and report add to it."""
+    atomic.write_json(path, asdict(ref))
+
+
+def read_run_ref(path: Path) -> RunRef:
+    """The run recorded by the train stage."""
+    try:
+        return RunRef(**json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as error:
+        raise TrackingError(f"cannot read the training run from {path}: {error}") from None
+
+
+def open_training_run(path: Path) -> RunRef:
+    """The training run recorded in ``path``, checked to exist in the configured store."""
+    ref = read_run_ref(path)
+    configure()
+    try:
+        MlflowClient().get_run(ref.run_id)
+    except mlflow.exceptions.MlflowException:
+        raise TrackingError(
+            f"run {ref.run_id} from {path} is not in the tracking store {mlflow.get_tracking_uri()}; "
+            "rerun training (dvc repro --force train) to record a new one"
+        ) from None
+    return ref
+
+
+def log_results(ref: RunRef, metrics: Mapping[str, float], artifacts: Sequence[Path] = ()) -> None:
+    """Add final metrics and files to a finished run without changing its status."""
+    client = MlflowClient()
+    timestamp = int(time.time() * 1000)
+    client.log_batch(ref.run_id, metrics=[Metric(key, float(value), timestamp, 0) for key, value in metrics.items()])
+    for artifact in artifacts:
+        client.log_artifact(ref.run_id, str(artifact))
+
+
+def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -> str:
+    """Record the data a run used as an MLflow dataset input; return its digest."""
+    dataset = mlflow.data.from_numpy(features, source=str(source), name=name)
+    mlflow.log_input(dataset, context=context)
+    return dataset.digest
+
+
+def log_keras_model(model: "keras.Model", input_example: "np.ndarray") -> None:
+    """Log the model as an MLflow Keras-flavor model with a signature and an input example.
+
+    ``mlflow.keras.log_model`` (3.17, 3.18) writes the input example before creating its folder
+    and fails, so the model is saved into a folder made first and logged as the run's ``model``
+    artifact; ``mlflow.keras.load_model("runs:/<id>/model")`` loads it once ``pipeline`` is importable.
+    """
+    import tempfile
+
+    import keras
+    import mlflow.keras
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(input_example, model.predict(input_example, verbose=0))
+    with tempfile.TemporaryDirectory() as scratch:
+        saved = Path(scratch) / "model"
+        saved.mkdir()
+        mlflow.keras.save_model(
+            model,
+            str(saved),
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={_tensorflow_version()}"],
+        )
+        mlflow.log_artifacts(str(saved), artifact_path="model")
+
+
+def _tensorflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("tensorflow")

@@ -1,0 +1,85 @@
+"""Stage ``train``: fit the VAE on the prepared data and record the run in MLflow.
+
+Params are validated before TensorFlow is imported, so a bad value fails in a second.
+"""
+
+import argparse
+import csv
+import io
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from pipeline import atomic, tracking
+from pipeline.cli import run_stage, stage_parser
+from pipeline.params import Params, load_params
+from pipeline.paths import MODEL_FILE, PREPARED_DIR, RUN_FILE, TRAIN_HISTORY_FILE
+from pipeline.prepared import load_split
+
+INPUT_EXAMPLE_ROWS = 5
+
+
+def validation_split(prepared: Path) -> str:
+    """The held-out split watched each epoch: ``val`` when prepare made one, else ``test`` (as the notebook)."""
+    return "val" if (prepared / "val.npz").exists() else "test"
+
+
+def history_csv(history: Sequence[dict[str, float]]) -> str:
+    """The per-epoch logs as CSV with an ``epoch`` column counted from 1."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["epoch", *history[0]], lineterminator="\n")
+    writer.writeheader()
+    for epoch, logs in enumerate(history, start=1):
+        writer.writerow({"epoch": epoch, **{key: f"{value:.6f}" for key, value in logs.items()}})
+    return buffer.getvalue()
+
+
+def _progress(epoch: int, epochs: int, logs: dict[str, float]) -> None:
+    if sys.stderr.isatty() and not os.environ.get("CI"):
+        print(f"epoch {epoch + 1}/{epochs}  loss {logs['loss']:.2f}  val_neg_elbo {logs['val_neg_elbo']:.2f}"
+              f"  {logs['seconds']:.1f}s", file=sys.stderr)
+
+
+def train(params: Params, prepared: Path, model_file: Path, run_file: Path, history_file: Path) -> None:
+    """Train, then write the model, the run reference and the history, each atomically."""
+    x_train, _ = load_split(prepared, "train")
+    x_val, _ = load_split(prepared, validation_split(prepared))
+
+    from pipeline.training import TrainConfig, VaeTrainer  # TensorFlow loads here, after validation
+
+    config = TrainConfig(**params.model.model_dump(), **params.train.model_dump(exclude={"experiment"}))
+    tags = {"dataset": params.data.dataset, "validation_split": validation_split(prepared)}
+    with tracking.training_run(params.train.experiment, params.flat(), tags) as run:
+        tracking.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
+        trainer = VaeTrainer(config)
+
+        def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
+            tracking.log_epoch(epoch, logs)
+            _progress(epoch, config.epochs, logs)
+
+        history = trainer.fit(x_train, x_val, on_epoch_end)
+        with atomic.atomic_path(model_file) as temporary:
+            trainer.vae.save(temporary)
+        tracking.log_keras_model(trainer.vae, x_train[:INPUT_EXAMPLE_ROWS])
+        atomic.write_text(history_file, history_csv(history))
+        tracking.write_run_ref(run_file, run)
+
+
+def _run(args: argparse.Namespace) -> None:
+    train(load_params(args.params), args.prepared, args.model, args.run, args.history)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline.train``."""
+    parser = stage_parser("train", __doc__.splitlines()[0])
+    parser.add_argument("--prepared", type=Path, default=PREPARED_DIR, help="folder of train/val/test .npz")
+    parser.add_argument("--model", type=Path, default=MODEL_FILE, help="where to save the .keras model")
+    parser.add_argument("--run", type=Path, default=RUN_FILE, help="where to record the MLflow run id")
+    parser.add_argument("--history", type=Path, default=TRAIN_HISTORY_FILE, help="per-epoch CSV")
+    return run_stage("train", _run, parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

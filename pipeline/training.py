@@ -1,0 +1,142 @@
+"""The compiled training loop: one XLA program per epoch, no Python work per batch.
+
+Keras' ``fit`` pays Python and dispatch overhead on each of the 600 steps of an epoch; here a
+``tf.while_loop`` inside one ``jit_compile=True`` function runs the whole epoch: gather the
+shuffled batch, encode, sample, decode, compute the loss, apply the optimizer update.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.model import build_vae, decoder_logits, kl_loss, reconstruction_loss
+
+import keras  # noqa: E402  (pipeline.model has set the backend)
+import tensorflow as tf  # noqa: E402
+
+LOSS_NAMES = ("loss", "reconstruction_loss", "kl_loss", "neg_elbo")
+EVAL_BATCH_SIZE = 1000
+
+
+class TrainingDivergedError(PipelineError):
+    """The loss became NaN or infinite; the weights are no longer usable."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What the loop needs from params, with nothing else attached."""
+
+    latent_dim: int
+    intermediate_dim: int
+    epochs: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float
+    beta: float
+    seed: int
+
+
+EpochLogs = dict[str, float]
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """The Keras optimizer for a params name, with Keras' defaults otherwise (as the notebook)."""
+    optimizers = {
+        "rmsprop": keras.optimizers.RMSprop,
+        "adam": keras.optimizers.Adam,
+        "sgd": keras.optimizers.SGD,
+    }
+    return optimizers[name](learning_rate=learning_rate)
+
+
+class VaeTrainer:
+    """Owns a VAE, its optimizer and the compiled epoch functions."""
+
+    def __init__(self, config: TrainConfig, vae: keras.Model | None = None) -> None:
+        keras.utils.set_random_seed(config.seed)
+        self.config = config
+        self.vae = vae or build_vae(config.latent_dim, config.intermediate_dim, seed=config.seed)
+        self.encoder = self.vae.get_layer("encoder")
+        self.logits = decoder_logits(self.vae.get_layer("decoder"))
+        self.optimizer = make_optimizer(config.optimizer, config.learning_rate)
+        self.optimizer.build(self.vae.trainable_variables)
+        self._train_steps = tf.function(self._train_steps_eager, jit_compile=True)
+        self._eval_batch = tf.function(self._losses, jit_compile=True)
+
+    def _losses(self, images: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo)."""
+        z_mean, z_log_var, z = self.encoder(images, training=True)
+        reconstruction = reconstruction_loss(images, self.logits(z))
+        kl = kl_loss(z_mean, z_log_var)
+        reconstruction, kl = tf.reduce_mean(reconstruction), tf.reduce_mean(kl)
+        return reconstruction + self.config.beta * kl, reconstruction, kl, reconstruction + kl
+
+    def _train_steps_eager(self, images: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
+        """Run one optimizer step per row of ``order`` (batch indices); return the summed batch means."""
+        variables = self.vae.trainable_variables
+
+        def step(index: tf.Tensor, totals: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            batch = tf.gather(images, order[index])
+            with tf.GradientTape() as tape:
+                losses = self._losses(batch)
+            self.optimizer.apply(tape.gradient(losses[0], variables), variables)
+            return index + 1, totals + tf.stack(losses)
+
+        steps = tf.shape(order)[0]
+        _, totals = tf.while_loop(
+            lambda index, _: index < steps, step, (tf.constant(0), tf.zeros(len(LOSS_NAMES)))
+        )
+        return totals
+
+    def train_epoch(self, images: tf.Tensor, epoch: int) -> EpochLogs:
+        """One pass over ``images`` in a seeded shuffle; the last partial batch is trained too."""
+        count, size = int(images.shape[0]), self.config.batch_size
+        shuffle = np.random.default_rng([self.config.seed, epoch]).permutation(count).astype(np.int32)
+        full = count // size
+        totals = np.zeros(len(LOSS_NAMES))
+        if full:
+            totals += self._train_steps(images, shuffle[: full * size].reshape(full, size)).numpy() * size
+        if count % size:
+            tail = shuffle[full * size :].reshape(1, -1)
+            totals += self._train_steps(images, tail).numpy() * tail.shape[1]
+        return dict(zip(LOSS_NAMES, (totals / count).tolist()))
+
+    def evaluate(self, images: tf.Tensor) -> EpochLogs:
+        """Loss terms averaged over ``images``, one sampled z per image."""
+        totals = np.zeros(len(LOSS_NAMES))
+        for start in range(0, int(images.shape[0]), EVAL_BATCH_SIZE):
+            batch = images[start : start + EVAL_BATCH_SIZE]
+            totals += np.array([float(value) for value in self._eval_batch(batch)]) * int(batch.shape[0])
+        return dict(zip(LOSS_NAMES, (totals / int(images.shape[0])).tolist()))
+
+    def fit(
+        self,
+        train_images: np.ndarray,
+        val_images: np.ndarray,
+        on_epoch_end: Callable[[int, EpochLogs], None] = lambda epoch, logs: None,
+        initial_epoch: int = 0,
+    ) -> list[EpochLogs]:
+        """Train for the configured epochs; ``on_epoch_end(epoch, logs)`` sees train and ``val_`` terms.
+
+        Raises ``TrainingDivergedError`` as soon as an epoch ends with a non-finite loss.
+        """
+        train = tf.constant(train_images, dtype=tf.float32)
+        val = tf.constant(val_images, dtype=tf.float32)
+        history = []
+        for epoch in range(initial_epoch, self.config.epochs):
+            started = time.perf_counter()
+            logs = self.train_epoch(train, epoch)
+            if not all(math.isfinite(value) for value in logs.values()):
+                raise TrainingDivergedError(
+                    f"loss became {logs['loss']} in epoch {epoch + 1}; lower train.learning_rate "
+                    f"(now {self.config.learning_rate}) or check the data"
+                )
+            logs |= {f"val_{name}": value for name, value in self.evaluate(val).items()}
+            logs["seconds"] = time.perf_counter() - started
+            history.append(logs)
+            on_epoch_end(epoch, logs)
+        return history
