@@ -1,0 +1,117 @@
+"""Stage ``download``: fetch the dataset's four IDX files, verified against their pinned digests.
+
+Sources are tried in order: ``$MNIST_MIRROR`` if set, then ``data.mirrors`` from params, or
+the dataset's public mirrors when that list is empty. Each file lands uncompressed in
+``<out>/<dataset>/<name>`` only once its SHA-256 and size match; a file already there with
+the right digest is kept without fetching.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pipeline import fetch
+from pipeline.atomic import atomic_path
+from pipeline.cli import run_stage, stage_parser
+from pipeline.datasets import DATASETS, DatasetSpec, IdxFile, Role
+from pipeline.errors import PipelineError
+from pipeline.params import load_params
+from pipeline.paths import RAW_DIR
+
+MIRROR_ENV = "MNIST_MIRROR"
+TRIES = 3
+BASE_DELAY_S = 1.0
+TIMEOUT_S = 30.0
+
+
+class DownloadError(PipelineError):
+    """No source could supply a verified copy of a file, or the output cannot be written."""
+
+
+def dataset_sources(spec: DatasetSpec, mirrors: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """The sources to try, in order: ``$MNIST_MIRROR``, then ``mirrors`` or the spec's defaults."""
+    override = environ.get(MIRROR_ENV, "").strip()
+    configured = tuple(mirrors) or spec.default_mirrors
+    return list(dict.fromkeys(([override] if override else []) + list(configured)))
+
+
+def fetch_file(idx: IdxFile, sources: Sequence[str], target: Path, *, tries: int = TRIES,
+               base_delay: float = BASE_DELAY_S, timeout: float = TIMEOUT_S, progress: bool = False) -> None:
+    """Make ``target`` a verified copy of ``idx``, trying ``sources`` in order.
+
+    A file already at ``target`` is hashed and kept if it matches, removed if it does not.
+    Raise ``DownloadError`` naming every source tried and why it failed.
+    """
+    try:
+        if not fetch.matches(target, idx):
+            target.unlink(missing_ok=True)
+            _fetch_first(idx, sources, target, tries=tries, base_delay=base_delay, timeout=timeout,
+                         progress=progress)
+    except OSError as error:
+        raise DownloadError(f"{target}: {error.strerror or error}") from None
+
+
+def _fetch_first(idx: IdxFile, sources: Sequence[str], target: Path, *, tries: int, base_delay: float,
+                 timeout: float, progress: bool) -> None:
+    failures: list[str] = []
+    with tqdm(total=idx.size, desc=idx.name, unit="B", unit_scale=True, unit_divisor=1024,
+              disable=not progress, file=sys.stderr) as bar:
+        for source in sources:
+            try:
+                with atomic_path(target) as temporary:
+                    fetch.fetch(source, idx, temporary, tries=tries, base_delay=base_delay, timeout=timeout,
+                                progress=lambda done: bar.update(done - bar.n))
+                return
+            except fetch.SourceError as error:
+                failures.append(f"{fetch.location(source, idx)}: {error}")
+            if progress:
+                bar.write(f"{failures[-1]}; trying the next source", file=sys.stderr)
+    raise DownloadError(_failure_message(idx, failures))
+
+
+def fetch_dataset(spec: DatasetSpec, sources: Sequence[str], out_dir: Path, *, tries: int = TRIES,
+                  base_delay: float = BASE_DELAY_S, timeout: float = TIMEOUT_S,
+                  progress: bool = False) -> dict[Role, Path]:
+    """Fetch every file of ``spec`` into ``out_dir``; return each role's verified path."""
+    paths: dict[Role, Path] = {}
+    for role, idx in spec.files.items():
+        paths[role] = out_dir / idx.name
+        fetch_file(idx, sources, paths[role], tries=tries, base_delay=base_delay, timeout=timeout,
+                   progress=progress)
+    return paths
+
+
+def show_progress(environ: Mapping[str, str]) -> bool:
+    """Whether to draw progress bars: only for a person watching a terminal, never in CI."""
+    return sys.stderr.isatty() and not environ.get("CI")
+
+
+def _failure_message(idx: IdxFile, failures: Sequence[str]) -> str:
+    tried = "\n".join(f"  {number}. {failure}" for number, failure in enumerate(failures, 1)) or "  (none)"
+    return (
+        f"no source supplied a verified {idx.name} ({idx.size} bytes, sha256 {idx.sha256}); tried:\n"
+        f"{tried}\n"
+        f"Set {MIRROR_ENV} to a folder or URL holding {idx.gz_name}, or list mirrors under data.mirrors."
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline.download --params params.yaml --out data/raw``."""
+    parser = stage_parser("download", "Fetch the dataset's IDX files and verify their SHA-256.")
+    parser.add_argument("--out", type=Path, default=RAW_DIR, help=f"output folder (default: {RAW_DIR})")
+
+    def body(args: argparse.Namespace) -> None:
+        params = load_params(args.params)
+        spec = DATASETS[params.data.dataset]
+        sources = dataset_sources(spec, params.data.mirrors, os.environ)
+        fetch_dataset(spec, sources, args.out / spec.name, progress=show_progress(os.environ))
+
+    return run_stage("download", body, parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

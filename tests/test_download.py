@@ -1,0 +1,355 @@
+"""The download stage: sources, fall-through, verification and cleanup, against a real local HTTP server."""
+
+import gzip
+import os
+import signal
+import hashlib
+import http.server
+import socket
+import struct
+import sys
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from pipeline import download
+from pipeline.datasets import DATASETS, DatasetSpec, IdxFile, Role
+from pipeline.download import DownloadError, dataset_sources, fetch_dataset, fetch_file
+
+FAST = {"tries": 2, "base_delay": 0.01, "timeout": 5.0}
+NAMES: dict[Role, str] = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def _images(count: int, fill: int) -> bytes:
+    return struct.pack(">IIII", 0x803, count, 4, 4) + bytes((fill + i) % 256 for i in range(count * 16))
+
+
+def _labels(count: int) -> bytes:
+    return struct.pack(">II", 0x801, count) + bytes(i % 10 for i in range(count))
+
+
+PAYLOADS: dict[Role, bytes] = {
+    "train_images": _images(12, 7),
+    "train_labels": _labels(12),
+    "test_images": _images(5, 99),
+    "test_labels": _labels(5),
+}
+SPEC = DatasetSpec(
+    name="mnist",
+    files={
+        role: IdxFile(NAMES[role], hashlib.sha256(data).hexdigest(), len(data)) for role, data in PAYLOADS.items()
+    },
+    default_mirrors=("https://default.invalid/mnist/",),
+    class_names=tuple("0123456789"),
+)
+LABELS = SPEC.files["train_labels"]
+
+
+def _write_mirror(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for role, idx in SPEC.files.items():
+        (folder / idx.gz_name).write_bytes(gzip.compress(PAYLOADS[role]))
+    return folder
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    requests: list[str]
+    failed: set[str]
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that stops reading an oversized body is expected; anything else is reported."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves the test's folder, except four routes.
+
+    ``/truncated/`` announces more bytes than it sends, ``/endless/`` streams empty gzip members
+    with no length, ``/stall/`` sends half a body and hangs, and ``/flaky/`` answers 503 once per
+    file before serving ``/good/``.
+    """
+
+    server: _Server
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)
+        folder, _, name = self.path.lstrip("/").partition("/")
+        if folder == "truncated":
+            body = (Path(self.directory) / "good" / name).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body) + 1000))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+        elif folder == "endless":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(gzip.compress(b"") * (1 << 14))
+            self.close_connection = True
+        elif folder == "stall":
+            body = gzip.compress(bytes(1 << 24))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            time.sleep(10)
+        elif folder == "flaky" and self.path not in self.server.failed:
+            self.server.failed.add(self.path)
+            self.send_error(503)
+        else:
+            self.path = self.path.replace("/flaky/", "/good/", 1)
+            super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the test output clean."""
+
+
+@dataclass
+class Server:
+    base: str
+    requests: list[str]
+
+    def url(self, folder: str) -> str:
+        return f"{self.base}/{folder}/"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A real HTTP server on 127.0.0.1: ``good/`` holds the right files, each other folder a bad labels file."""
+    root = tmp_path / "served"
+    _write_mirror(root / "good")
+    labels_gz = gzip.compress(PAYLOADS["train_labels"])
+    bad = {
+        "corrupt": b"this is not a gzip stream",
+        "badcrc": labels_gz[:-8] + bytes(4) + labels_gz[-4:],
+        "wrongdigest": gzip.compress(bytes([PAYLOADS["train_labels"][0] ^ 1]) + PAYLOADS["train_labels"][1:]),
+        "bomb": gzip.compress(bytes(LABELS.size * 50)),
+        "oversized": bytes(3 * LABELS.size + (1 << 16)),
+    }
+    for folder, content in bad.items():
+        (root / folder).mkdir()
+        (root / folder / LABELS.gz_name).write_bytes(content)
+    (root / "empty").mkdir()
+    httpd = _Server(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
+    httpd.requests, httpd.failed = [], set()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", httpd.requests)
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def _bad_source(kind: str, server: Server, tmp_path: Path) -> str:
+    if kind == "unreachable":
+        return _closed_port_url()
+    if kind == "empty_directory":
+        return str(tmp_path.resolve() / "served" / "empty")
+    if kind == "ftp":
+        return "ftp://127.0.0.1/mnist/"
+    return server.url(kind)
+
+
+BAD_SOURCES = {
+    "empty": "HTTP 404",
+    "corrupt": "corrupt gzip data",
+    "badcrc": "corrupt gzip data",
+    "wrongdigest": f"does not match the pinned {LABELS.sha256}",
+    "truncated": "body truncated",
+    "bomb": f"larger than the expected {LABELS.size} bytes",
+    "oversized": "more than the",
+    "endless": "body exceeds",
+    "unreachable": "cannot connect",
+    "empty_directory": "No such file or directory",
+    "ftp": "unsupported scheme 'ftp'",
+}
+
+
+@pytest.mark.parametrize("form", ["relative_dir", "dir_with_slash", "file_url", "file_url_with_slash", "http"])
+def test_every_source_form_yields_the_verified_uncompressed_files(
+    form: str, server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror = _write_mirror(tmp_path / "mirror")
+    monkeypatch.chdir(tmp_path)
+    source = {
+        "relative_dir": "mirror",
+        "dir_with_slash": f"{mirror}/",
+        "file_url": mirror.as_uri(),
+        "file_url_with_slash": f"{mirror.as_uri()}/",
+        "http": server.url("good").rstrip("/"),
+    }[form]
+    paths = fetch_dataset(SPEC, [source], tmp_path / "out", **FAST)
+    assert {role: path.read_bytes() for role, path in paths.items()} == PAYLOADS
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(NAMES.values())
+
+
+@pytest.mark.parametrize("kind", BAD_SOURCES)
+def test_bad_source_falls_through_to_the_next(kind: str, server: Server, tmp_path: Path) -> None:
+    target = tmp_path / "out" / LABELS.name
+    fetch_file(LABELS, [_bad_source(kind, server, tmp_path), server.url("good")], target, **FAST)
+    assert target.read_bytes() == PAYLOADS["train_labels"]
+    assert server.requests[-1] == f"/good/{LABELS.gz_name}"
+
+
+@pytest.mark.parametrize("kind", BAD_SOURCES)
+def test_bad_source_alone_fails_with_its_reason_and_leaves_nothing(
+    kind: str, server: Server, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    source = _bad_source(kind, server, tmp_path)
+    with pytest.raises(DownloadError) as raised:
+        fetch_file(LABELS, [source], out / LABELS.name, **FAST)
+    assert f"{source.rstrip('/')}/{LABELS.gz_name}" in str(raised.value)
+    assert BAD_SOURCES[kind] in str(raised.value)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_all_failing_sources_are_listed_in_order_and_no_unverified_file_remains(
+    server: Server, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LABELS.name).write_bytes(b"stale, unverified")
+    nowhere = tmp_path.resolve() / "nowhere"
+    sources = [server.url("empty"), str(nowhere), server.url("wrongdigest")]
+    with pytest.raises(DownloadError) as raised:
+        fetch_file(LABELS, sources, out / LABELS.name, **FAST)
+    lines = str(raised.value).splitlines()
+    assert LABELS.name in lines[0]
+    assert lines[1].startswith(f"  1. {server.url('empty')}{LABELS.gz_name}: HTTP 404")
+    assert lines[2].startswith(f"  2. {nowhere / LABELS.gz_name}: cannot open")
+    assert lines[3].startswith(f"  3. {server.url('wrongdigest')}{LABELS.gz_name}: SHA-256")
+    assert list(out.iterdir()) == []
+
+
+def test_multi_member_highly_compressed_gzip_is_inflated_whole(tmp_path: Path) -> None:
+    payload = bytes(3 << 20) + b"end"
+    idx = IdxFile("zeros-idx1-ubyte", hashlib.sha256(payload).hexdigest(), len(payload))
+    (tmp_path / idx.gz_name).write_bytes(gzip.compress(payload[:1000]) + gzip.compress(payload[1000:]))
+    fetch_file(idx, [str(tmp_path)], tmp_path / "out" / idx.name, **FAST)
+    assert (tmp_path / "out" / idx.name).read_bytes() == payload
+
+
+def test_existing_verified_files_are_not_fetched_again(server: Server, tmp_path: Path) -> None:
+    out = _write_raw(tmp_path / "out")
+    fetch_dataset(SPEC, [server.url("good")], out, **FAST)
+    assert server.requests == []
+
+
+def test_existing_wrong_file_is_replaced(server: Server, tmp_path: Path) -> None:
+    out = _write_raw(tmp_path / "out")
+    (out / LABELS.name).write_bytes(bytes(LABELS.size))
+    paths = fetch_dataset(SPEC, [server.url("good")], out, **FAST)
+    assert paths["train_labels"].read_bytes() == PAYLOADS["train_labels"]
+    assert server.requests == [f"/good/{LABELS.gz_name}"]
+
+
+def test_server_error_is_retried_then_succeeds(server: Server, tmp_path: Path) -> None:
+    target = tmp_path / "out" / LABELS.name
+    fetch_file(LABELS, [server.url("flaky")], target, tries=3, base_delay=0.01, timeout=5.0)
+    assert target.read_bytes() == PAYLOADS["train_labels"]
+    assert server.requests == [f"/flaky/{LABELS.gz_name}"] * 2
+
+
+def test_server_error_is_not_retried_beyond_the_given_tries(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="HTTP 503"):
+        fetch_file(LABELS, [server.url("flaky")], tmp_path / LABELS.name, tries=1, base_delay=0.01, timeout=5.0)
+    assert len(server.requests) == 1
+
+
+def test_not_found_is_not_retried(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        fetch_file(LABELS, [server.url("empty")], tmp_path / LABELS.name, tries=3, base_delay=0.01, timeout=5.0)
+    assert len(server.requests) == 1
+
+
+def test_progress_bar_names_the_file(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fetch_file(LABELS, [server.url("good")], tmp_path / LABELS.name, progress=True, **FAST)
+    assert LABELS.name in capsys.readouterr().err
+
+
+def test_mirror_env_comes_first_then_params_mirrors_or_defaults() -> None:
+    spec = DATASETS["mnist"]
+    env = {download.MIRROR_ENV: "/env/mirror"}
+    assert dataset_sources(spec, ("a", "b"), env) == ["/env/mirror", "a", "b"]
+    assert dataset_sources(spec, (), env) == ["/env/mirror", *spec.default_mirrors]
+    assert dataset_sources(spec, ("a",), {}) == ["a"]
+    assert dataset_sources(spec, ("/env/mirror", "a"), env) == ["/env/mirror", "a"]
+    assert dataset_sources(spec, (), {download.MIRROR_ENV: ""}) == list(spec.default_mirrors)
+
+
+def test_main_reports_every_failed_source_and_exits_1(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    nowhere = tmp_path.resolve() / "nowhere"
+    params = _params_file(tmp_path, [server.url("empty"), str(nowhere)])
+    assert download.main(["--params", str(params), "--out", str(tmp_path / "raw")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("download: error: no source supplied a verified train-images-idx3-ubyte")
+    assert f"1. {server.url('empty')}" in err and f"2. {nowhere}" in err
+    assert [path for path in (tmp_path / "raw").rglob("*") if path.is_file()] == []
+
+
+def test_ctrl_c_mid_download_leaves_no_partial_file(server: Server, tmp_path: Path) -> None:
+    params = _params_file(tmp_path, [server.url("stall")])
+    out = tmp_path / "raw" / "mnist"
+    env = {key: value for key, value in os.environ.items() if key not in {download.MIRROR_ENV, "CI"}}
+    command = [sys.executable, "-m", "pipeline.download", "--params", str(params), "--out", str(tmp_path / "raw")]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not any(path.stat().st_size for path in out.glob(".*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(out.glob(".*")), "the stage never started writing its temporary file"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_main_fetches_real_mnist_from_mirror_env_before_params_mirrors(
+    mnist_dir: Path, server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(download.MIRROR_ENV, str(mnist_dir))
+    params = _params_file(tmp_path, [server.url("good")])
+    assert download.main(["--params", str(params), "--out", str(tmp_path / "raw")]) == 0
+    for idx in DATASETS["mnist"].files.values():
+        assert (tmp_path / "raw" / "mnist" / idx.name).stat().st_size == idx.size
+    assert server.requests == []
+
+
+def _write_raw(out: Path) -> Path:
+    out.mkdir(parents=True)
+    for role, idx in SPEC.files.items():
+        (out / idx.name).write_bytes(PAYLOADS[role])
+    return out
+
+
+def _params_file(tmp_path: Path, mirrors: list[str]) -> Path:
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  dataset: mnist\n  mirrors:\n" + "".join(f"    - '{m}'\n" for m in mirrors))
+    return params
