@@ -29,6 +29,7 @@ from pipeline.paths import MLFLOW_ARTIFACTS_DIR, MLFLOW_DB_FILE
 if TYPE_CHECKING:
     import keras
     import numpy as np
+    import pandas as pd
 
 TEMPORARY_EXPERIMENT_DIR = os.path.join(".dvc", "tmp", "exps")
 PIPELINE_TAG = "pipeline.stage"
@@ -145,6 +146,17 @@ def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
     mlflow.log_metrics(dict(logs), step=epoch + 1)
 
 
+def search_runs(experiment: str) -> "pd.DataFrame":
+    """Every run of ``experiment`` in the configured store as MLflow's DataFrame, newest first."""
+    uri = configure()
+    if MlflowClient().get_experiment_by_name(experiment) is None:
+        raise TrackingError(f"no MLflow experiment {experiment!r} at {uri}")
+    runs = mlflow.search_runs(experiment_names=[experiment], output_format="pandas")
+    if runs.empty:
+        raise TrackingError(f"no runs in MLflow experiment {experiment!r} at {uri}")
+    return runs
+
+
 def write_run_ref(path: Path, ref: RunRef) -> None:
     """Record the run so evaluate and report add to it."""
     atomic.write_json(path, asdict(ref))
@@ -182,9 +194,10 @@ def log_results(ref: RunRef, metrics: Mapping[str, float], artifacts: Sequence[P
 
 
 def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -> str:
-    """Record the data a run used as an MLflow dataset input; return its digest."""
+    """Record the data a run used as an MLflow dataset input and tag its digest; return the digest."""
     dataset = mlflow.data.from_numpy(features, source=str(source), name=name)
     mlflow.log_input(dataset, context=context)
+    mlflow.set_tag(f"dataset.{context}.digest", dataset.digest)
     return dataset.digest
 
 

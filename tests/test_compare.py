@@ -1,0 +1,90 @@
+"""The run comparison: real MLflow runs in a temporary SQLite store, reduced, sorted and written out."""
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from pipeline.compare import main, runs_table
+from pipeline.tracking import search_runs
+
+EXPERIMENT = "vae-compare-test"
+
+# Creating an MLflow SQLite schema and importing mlflow in a fresh interpreter take seconds each.
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One store (creating its schema takes seconds) with three runs, the best one oldest.
+
+    Started in this order: beta 0.1 (test_neg_elbo 140), a ``dvc exp`` run with beta 1.0 (150),
+    then a failed run with beta 0.5 that never reached evaluation.
+    """
+    root = tmp_path_factory.mktemp("store")
+    (root / "params.yaml").write_text(f"train:\n  experiment: {EXPERIMENT}\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+        patch.chdir(root)
+        mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+        experiment_id = mlflow.create_experiment(EXPERIMENT)
+        runs = [("calm-owl-1", "0.1", 140.0, {}), ("exp-beta-1", "1.0", 150.0, {"dvc.experiment": "exp-beta-1"}),
+                ("crashed-2", "0.5", None, {})]
+        for name, beta, neg_elbo, tags in runs:
+            with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags):
+                mlflow.log_params({"train.beta": beta, "train.epochs": 5})
+                for epoch, loss in enumerate((180.0, 160.0), start=1):
+                    mlflow.log_metric("loss", loss + float(beta), step=epoch)
+                if neg_elbo is None:
+                    mlflow.end_run("FAILED")
+                else:
+                    mlflow.log_metric("test_neg_elbo", neg_elbo)
+        yield root
+
+
+def test_table_sorts_by_test_neg_elbo_and_shows_only_differing_params(store: Path) -> None:
+    table = runs_table(search_runs(EXPERIMENT))
+    assert list(table.columns) == ["run", "run_id", "status", "start_time", "train.beta", "test_neg_elbo", "loss"]
+    assert table["run"].tolist() == ["calm-owl-1", "exp-beta-1", "crashed-2"]
+    assert table["train.beta"].tolist() == ["0.1", "1.0", "0.5"]
+    assert table["status"].tolist() == ["FINISHED", "FINISHED", "FAILED"]
+    assert table["loss"].tolist() == [160.1, 161.0, 160.5]
+    assert table["test_neg_elbo"].iloc[:2].tolist() == [140.0, 150.0] and pd.isna(table["test_neg_elbo"].iloc[2])
+    assert table["run_id"].str.len().eq(8).all()
+
+
+def test_all_params_shows_params_that_agree_too(store: Path) -> None:
+    table = runs_table(search_runs(EXPERIMENT), all_params=True)
+    assert ["train.beta", "train.epochs"] == [column for column in table.columns if column.startswith("train.")]
+    assert table["train.epochs"].tolist() == ["5", "5", "5"]
+
+
+def test_main_prints_and_writes_csv_and_markdown(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv, markdown = store / "out" / "runs.csv", store / "out" / "runs.md"
+    assert main(["--csv", str(csv), "--markdown", str(markdown)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split() == ["run", "run_id", "status", "start_time", "train.beta", "test_neg_elbo", "loss"]
+    assert [line.split()[0] for line in printed[1:]] == ["calm-owl-1", "exp-beta-1", "crashed-2"]
+    written = pd.read_csv(csv)
+    assert written["run"].tolist() == ["calm-owl-1", "exp-beta-1", "crashed-2"]
+    assert written["train.beta"].tolist() == [0.1, 1.0, 0.5]
+    lines = markdown.read_text().splitlines()
+    assert [cell.strip() for cell in lines[0].strip("|").split("|")][4:6] == ["train.beta", "test_neg_elbo"]
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["calm-owl-1", "exp-beta-1", "crashed-2"]
+
+
+def test_unknown_experiment_is_one_clear_error(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--experiment", "no-such-experiment"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"compare: error: no MLflow experiment 'no-such-experiment' at sqlite:///{store}/mlflow.db")
+
+
+def test_compare_does_not_import_tensorflow_or_keras() -> None:
+    probe = ("import sys, pipeline.compare; "
+             "print(sorted({'tensorflow', 'keras'} & {name.split('.')[0] for name in sys.modules}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
