@@ -1,0 +1,140 @@
+"""Stage ``evaluate``: test ELBO, importance-sampled −log p(x) and per-class scores, into the training run.
+
+Params are validated, and the MLflow run checked, before TensorFlow is imported.
+"""
+
+import argparse
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline import atomic, tracking
+from pipeline.cli import run_stage, stage_parser
+from pipeline.datasets import DATASETS
+from pipeline.errors import PipelineError
+from pipeline.params import Params, load_params
+from pipeline.paths import METRICS_FILE, MODEL_FILE, PER_CLASS_FILE, PREPARED_DIR, RUN_FILE
+from pipeline.prepared import load_split
+
+if TYPE_CHECKING:
+    from pipeline.likelihood import ImageScores
+
+FLOAT_TOLERANCE = 1e-5
+"""Relative slack for float rounding when comparing −log p(x) with the negative ELBO."""
+STANDARD_ERRORS = 3.0
+"""Monte Carlo slack: with few importance samples both estimates agree only in expectation."""
+
+
+class MetricsError(PipelineError):
+    """The metrics are not finite or contradict each other: a bug or a broken model, not a result."""
+
+
+class EvaluateInputError(PipelineError):
+    """The test split is empty or the model file is missing."""
+
+
+def summarize(scores: "ImageScores", beta: float) -> dict[str, float]:
+    """The test metrics, in nats per image unless named otherwise.
+
+    ``test_mse`` is the mean squared error per pixel between each image and the decoder's mean
+    output (the pixel probabilities) at z = z_mean, i.e. a deterministic reconstruction.
+    """
+    from pipeline.likelihood import active_units
+
+    reconstruction, kl = float(np.mean(scores.reconstruction_loss)), float(np.mean(scores.kl_loss))
+    return {
+        "test_loss": reconstruction + beta * kl,
+        "test_reconstruction_loss": reconstruction,
+        "test_kl_loss": kl,
+        "test_neg_elbo": float(np.mean(scores.neg_elbo)),
+        "test_nll_is": float(np.mean(scores.nll_is)),
+        "test_mse": float(np.mean(scores.squared_error)),
+        "active_units": active_units(scores.z_mean),
+    }
+
+
+def check_metrics(metrics: dict[str, float], gap: np.ndarray) -> None:
+    """Fail on non-finite metrics, or when −log p(x) exceeds the negative ELBO it must lower-bound.
+
+    ``gap`` is the per-image ``neg_elbo − nll_is``; its mean may fall below zero by float rounding
+    and by ``STANDARD_ERRORS`` of its Monte Carlo noise, which matters only for tiny ``is_samples``.
+    """
+    bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+    if bad:
+        listed = ", ".join(f"{name}={metrics[name]}" for name in bad)
+        raise MetricsError(f"non-finite test metrics: {listed}")
+    noise = STANDARD_ERRORS * float(np.std(gap, ddof=1)) / math.sqrt(len(gap)) if len(gap) > 1 else 0.0
+    slack = FLOAT_TOLERANCE * max(1.0, abs(metrics["test_neg_elbo"])) + noise
+    if metrics["test_nll_is"] > metrics["test_neg_elbo"] + slack:
+        raise MetricsError(
+            f"test_nll_is {metrics['test_nll_is']:.4f} exceeds test_neg_elbo {metrics['test_neg_elbo']:.4f} "
+            f"by more than {slack:.4f} nats: the importance-sampling bound is broken"
+        )
+
+
+def per_class_csv(neg_elbo: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> str:
+    """One row per class present: ``class``, ``class_name``, ``count``, ``test_neg_elbo``."""
+    if labels.size and int(labels.max()) >= len(class_names):
+        raise MetricsError(
+            f"test label {int(labels.max())} has no class name (the dataset has {len(class_names)})"
+        )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["class", "class_name", "count", "test_neg_elbo"])
+    for label in np.unique(labels):
+        members = labels == label
+        mean = float(np.mean(neg_elbo[members]))
+        writer.writerow([int(label), class_names[label], int(members.sum()), f"{mean:.6f}"])
+    return buffer.getvalue()
+
+
+def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, metrics_file: Path,
+             per_class_file: Path) -> dict[str, float]:
+    """Score the test split, write both reports atomically, add them to the training run; return the metrics."""
+    x_test, y_test = load_split(prepared, "test")
+    if len(x_test) == 0:
+        raise EvaluateInputError(f"{prepared}: the test split is empty")
+    if not model_file.is_file():
+        raise EvaluateInputError(f"{model_file} not found; run the train stage first")
+    run = tracking.open_training_run(run_file)
+
+    from pipeline.likelihood import LikelihoodEstimator  # TensorFlow loads here, after validation
+    from pipeline.model import load_vae
+
+    vae = load_vae(str(model_file))
+    estimator = LikelihoodEstimator(vae.get_layer("encoder"), vae.get_layer("decoder"))
+    settings = params.evaluate
+    scores = estimator.score(
+        x_test, settings.elbo_samples, settings.is_samples, settings.batch_size, settings.seed
+    )
+    metrics = summarize(scores, params.train.beta)
+    check_metrics(metrics, scores.neg_elbo - scores.nll_is)
+    atomic.write_json(metrics_file, metrics)
+    class_names = DATASETS[params.data.dataset].class_names
+    atomic.write_text(per_class_file, per_class_csv(scores.neg_elbo, y_test, class_names))
+    tracking.log_results(run, metrics, artifacts=[per_class_file])
+    return metrics
+
+
+def _run(args: argparse.Namespace) -> None:
+    evaluate(load_params(args.params), args.prepared, args.model, args.run, args.metrics, args.per_class)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline.evaluate``."""
+    parser = stage_parser("evaluate", __doc__.splitlines()[0])
+    parser.add_argument("--prepared", type=Path, default=PREPARED_DIR, help="folder holding test.npz")
+    parser.add_argument("--model", type=Path, default=MODEL_FILE, help="the trained .keras model")
+    parser.add_argument("--run", type=Path, default=RUN_FILE, help="the MLflow run recorded by train")
+    parser.add_argument("--metrics", type=Path, default=METRICS_FILE, help="where to write metrics.json")
+    parser.add_argument("--per-class", type=Path, default=PER_CLASS_FILE, help="where to write per-class CSV")
+    return run_stage("evaluate", _run, parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Test-set likelihood metrics of a VAE: Monte Carlo ELBO and importance-sampled −log p(x).
+
+All terms are in nats per image, with log p(x|z) = −(binary cross-entropy summed over pixels),
+as in training. The noise for image ``i`` comes from its own generator seeded with
+``(seed, stream, i)``, so the numbers depend on the seed and the images only, never on the
+batch size. Importing this module imports Keras (and so TensorFlow).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.model import decoder_logits, kl_loss, reconstruction_loss
+
+import keras  # noqa: E402  (pipeline.model has set the backend)
+import tensorflow as tf  # noqa: E402
+
+ELBO_STREAM, IS_STREAM = 0, 1
+MAX_ROWS = 25_000
+"""Images × samples decoded in one compiled call: bounds memory to ~MAX_ROWS × 784 floats."""
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """Per-image terms over a set of images, each an array with one entry per image."""
+
+    z_mean: np.ndarray
+    reconstruction_loss: np.ndarray
+    kl_loss: np.ndarray
+    nll_is: np.ndarray
+    squared_error: np.ndarray
+
+    @property
+    def neg_elbo(self) -> np.ndarray:
+        """The negative ELBO (β = 1): Monte Carlo reconstruction term plus analytic KL."""
+        return self.reconstruction_loss + self.kl_loss
+
+
+def latent_noise(seed: int, stream: int, start: int, count: int, samples: int, latent_dim: int) -> np.ndarray:
+    """Standard normal ε of shape (count, samples, latent_dim) for images ``start .. start+count-1``."""
+    noise = np.empty((count, samples, latent_dim), dtype=np.float32)
+    for row in range(count):
+        rng = np.random.default_rng([seed, stream, start + row])
+        noise[row] = rng.standard_normal((samples, latent_dim), dtype=np.float32)
+    return noise
+
+
+def log_mean_exp(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log(mean(exp(values))) along ``axis``, shifted by the maximum so large magnitudes stay finite."""
+    values = np.asarray(values, dtype=np.float64)
+    peak = np.max(values, axis=axis, keepdims=True)
+    total = np.log(np.mean(np.exp(values - peak), axis=axis))
+    return total + np.squeeze(peak, axis=axis)
+
+
+def active_units(z_mean: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """Latent dimensions whose variance of E_q[z|x] over the images exceeds ``threshold`` (Burda et al.)."""
+    return int(np.sum(np.var(np.asarray(z_mean, dtype=np.float64), axis=0) > threshold))
+
+
+class LikelihoodEstimator:
+    """Compiled per-image ELBO and importance-sampling estimates for one encoder/decoder pair."""
+
+    def __init__(self, encoder: keras.Model, decoder: keras.Model, max_rows: int = MAX_ROWS) -> None:
+        self.moments = keras.Model(encoder.inputs, encoder.outputs[:2], name="posterior_moments")
+        self.logits = decoder_logits(decoder)
+        self.latent_dim = int(self.moments.outputs[0].shape[-1])
+        self.max_rows = max_rows
+        self._encode = tf.function(self._encode_eager, jit_compile=True)
+        self._sample = tf.function(self._sample_eager, jit_compile=True)
+
+    def _encode_eager(self, images: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """(z_mean, z_log_var, KL, mean squared error of the decoder's mean output at z = z_mean)."""
+        z_mean, z_log_var = self.moments(images, training=False)
+        pixels = tf.sigmoid(self.logits(z_mean, training=False))
+        squared_error = tf.reduce_mean(tf.square(images - pixels), axis=-1)
+        return z_mean, z_log_var, kl_loss(z_mean, z_log_var), squared_error
+
+    def _sample_eager(self, images: tf.Tensor, z_mean: tf.Tensor, z_log_var: tf.Tensor,
+                      noise: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """For noise (B, K, d): reconstruction loss and log importance weight of each z_k, each (B, K)."""
+        batch, samples = tf.shape(noise)[0], tf.shape(noise)[1]
+        z = z_mean[:, None, :] + tf.exp(0.5 * z_log_var)[:, None, :] * noise
+        logits = self.logits(tf.reshape(z, (-1, self.latent_dim)), training=False)
+        logits = tf.reshape(logits, (batch, samples, -1))
+        reconstruction = reconstruction_loss(tf.broadcast_to(images[:, None, :], tf.shape(logits)), logits)
+        # log N(z; 0, I) − log N(z; μ, σ²): the 2π terms cancel.
+        log_prior_ratio = 0.5 * tf.reduce_sum(
+            z_log_var[:, None, :] + tf.square(noise) - tf.square(z), axis=-1
+        )
+        return reconstruction, log_prior_ratio - reconstruction
+
+    def _sampled_terms(self, images: np.ndarray, z_mean: tf.Tensor, z_log_var: tf.Tensor,
+                       noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``_sample`` over chunks of samples of at most ``max_rows`` rows, padded to one shape."""
+        count, samples, _ = noise.shape
+        chunk = max(1, min(samples, self.max_rows // count))
+        padded = math.ceil(samples / chunk) * chunk
+        noise = np.pad(noise, ((0, 0), (0, padded - samples), (0, 0)))
+        parts = [self._sample(images, z_mean, z_log_var, noise[:, start : start + chunk])
+                 for start in range(0, padded, chunk)]
+        reconstruction, log_weights = (
+            np.concatenate([part[i].numpy() for part in parts], axis=1) for i in (0, 1)
+        )
+        return reconstruction[:, :samples], log_weights[:, :samples]
+
+    def score(self, images: np.ndarray, elbo_samples: int, is_samples: int, batch_size: int,
+              seed: int) -> ImageScores:
+        """Per-image terms: ``elbo_samples`` draws for the reconstruction term, ``is_samples`` for −log p(x).
+
+        The last partial batch is padded to ``batch_size`` so every call has one compiled shape.
+        """
+        count = len(images)
+        batch_size = min(batch_size, count)
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in ("z_mean", "kl", "se", "rec", "nll")}
+        for start in range(0, count, batch_size):
+            real = min(batch_size, count - start)
+            batch = np.zeros((batch_size, images.shape[1]), dtype=np.float32)
+            batch[:real] = images[start : start + real]
+            z_mean, z_log_var, kl, squared_error = self._encode(tf.constant(batch))
+            elbo_noise, is_noise = (
+                np.pad(latent_noise(seed, stream, start, real, samples, self.latent_dim),
+                       ((0, batch_size - real), (0, 0), (0, 0)))
+                for stream, samples in ((ELBO_STREAM, elbo_samples), (IS_STREAM, is_samples))
+            )
+            reconstruction, _ = self._sampled_terms(batch, z_mean, z_log_var, elbo_noise)
+            _, log_weights = self._sampled_terms(batch, z_mean, z_log_var, is_noise)
+            columns["z_mean"].append(z_mean.numpy()[:real])
+            columns["kl"].append(kl.numpy()[:real])
+            columns["se"].append(squared_error.numpy()[:real])
+            columns["rec"].append(reconstruction[:real].mean(axis=1, dtype=np.float64))
+            columns["nll"].append(-log_mean_exp(log_weights[:real]))
+        joined = {name: np.concatenate(parts) for name, parts in columns.items()}
+        return ImageScores(
+            z_mean=joined["z_mean"],
+            reconstruction_loss=joined["rec"],
+            kl_loss=joined["kl"].astype(np.float64),
+            nll_is=joined["nll"],
+            squared_error=joined["se"].astype(np.float64),
+        )
