@@ -101,9 +101,9 @@ class Params(_Section):
             )
         return self
 
-    def flat(self) -> dict[str, Any]:
-        """Every param as ``{"section.key": value}``, the form MLflow and DVC show."""
-        return dict(_flatten(self.model_dump(mode="json")))
+    def flat(self, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """Every param as ``{"section.key": value}``, the form MLflow and DVC show, less ``exclude`` sections."""
+        return dict(_flatten(self.model_dump(mode="json", exclude=set(exclude))))
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

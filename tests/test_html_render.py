@@ -1,0 +1,56 @@
+"""index.html renders in a real browser, alone, with its embedded figures visible."""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import figures
+from pipeline.html_report import ReportImage, write_html
+
+CHROMIUM = Path("/usr/bin/chromium")
+WINDOW = (1200, 2000)
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+]
+
+
+def screenshot(page: Path, profile: Path, target: Path) -> np.ndarray:
+    """Render ``page`` in headless Chromium and return the screenshot as an RGB array."""
+    done = subprocess.run(
+        [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={target}",
+         f"--window-size={WINDOW[0]},{WINDOW[1]}", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0 and target.is_file(), done.stderr[-2000:]
+    with Image.open(target) as picture:
+        return np.asarray(picture.convert("RGB"))
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} not installed (Debian package `chromium`)")
+def test_report_page_renders_alone_with_its_embedded_figures(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels = np.arange(500) % 10
+    scatter = figures.latent_scatter_figure(rng.normal(size=(500, 2)) + labels[:, None] % 3, labels,
+                                            [str(k) for k in range(10)], (0, 1), (-3.0, 3.0))
+    samples = figures.samples_figure(rng.random((16, 784)), seed=0)
+    assets = tmp_path / "assets"
+    images = [
+        ReportImage(figures.save_figure(scatter, assets / "latent_scatter.png"), "z_mean by class"),
+        ReportImage(figures.save_figure(samples, assets / "samples.png"), "samples"),
+    ]
+    page = write_html(tmp_path / "site" / "index.html", "mnist", "abc123",
+                      {"test_neg_elbo": 170.5, "active_units": 2}, {"report.grid_size": 30}, images)
+    for image in images:
+        image.path.unlink()  # the page must not need the PNGs beside it
+
+    shot = screenshot(page, tmp_path / "profile", tmp_path / "shot.png")
+
+    assert shot.shape == (WINDOW[1], WINDOW[0], 3)
+    assert shot.std() > 20.0, "the page rendered (nearly) blank"
+    assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 1000, "too few colours for text and figures"
+    saturation = shot.max(axis=2).astype(int) - shot.min(axis=2)
+    assert (saturation > 100).mean() > 0.002, "no coloured pixels: the embedded scatter plot did not render"

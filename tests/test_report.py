@@ -1,0 +1,227 @@
+"""The report stage: manifold orientation, one batched decode, figure sizes, the HTML page, a real run."""
+
+import html
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import figures
+from pipeline.html_report import data_uri
+from pipeline.params import Params, parse_params
+from pipeline.report import CAPTIONS, HTML_FILE, ReportError, Vae, draw_figures, main, read_history, write_report
+
+FIGURE_SIZES = {
+    "manifold.png": figures.MANIFOLD_SIZE,
+    "latent_scatter.png": figures.SCATTER_SIZE,
+    "reconstructions.png": figures.RECONSTRUCTIONS_SIZE,
+    "samples.png": figures.SAMPLES_SIZE,
+    "learning_curves.png": figures.CURVES_SIZE,
+}
+METRICS = {"active_units": 2, "test_kl_loss": 6.25, "test_neg_elbo": 171.123456, "test_nll_is": 165.5}
+HISTORY_CSV = (
+    "epoch,loss,reconstruction_loss,kl_loss,neg_elbo,val_loss,val_reconstruction_loss,val_kl_loss,"
+    "val_neg_elbo,seconds\n"
+    "1,190.0,185.0,25.0,210.0,170.0,168.0,12.0,180.0,3.0\n"
+    "2,165.0,163.0,12.5,175.5,162.0,160.5,12.7,173.2,1.0\n"
+)
+
+
+def coordinate_decoder(z: np.ndarray) -> np.ndarray:
+    """A stand-in decoder whose image spells out its input: tile row ``i`` holds ``z[i]``."""
+    latent_dim = z.shape[1]
+    return np.repeat(z, latent_dim, axis=1)
+
+
+def tile(image: np.ndarray, row: int, col: int, side: int) -> np.ndarray:
+    return image[row * side:(row + 1) * side, col * side:(col + 1) * side]
+
+
+def test_manifold_top_left_tile_has_smallest_z1_and_largest_z2() -> None:
+    image, z_values = figures.manifold_grid(coordinate_decoder, 5, (-2.0, 2.0), 2, (0, 1))
+    assert image.shape == (10, 10)
+    np.testing.assert_allclose(z_values, [-2, -1, 0, 1, 2])
+    np.testing.assert_allclose(tile(image, 0, 0, 2), [[-2, -2], [2, 2]])
+    np.testing.assert_allclose(tile(image, 4, 4, 2), [[2, 2], [-2, -2]])
+    np.testing.assert_allclose(tile(image, 0, 4, 2), [[2, 2], [2, 2]])
+
+
+def test_every_manifold_tile_equals_the_decoder_output_at_its_z() -> None:
+    grid_size = 4
+    image, z_values = figures.manifold_grid(coordinate_decoder, grid_size, (-3.0, 1.0), 2, (0, 1))
+    for row in range(grid_size):
+        for col in range(grid_size):
+            z = np.array([[z_values[col], z_values[grid_size - 1 - row]]], dtype=np.float32)
+            np.testing.assert_allclose(tile(image, row, col, 2), coordinate_decoder(z).reshape(2, 2))
+
+
+def test_manifold_decodes_the_whole_grid_in_one_call() -> None:
+    batches = []
+
+    def counting_decoder(z: np.ndarray) -> np.ndarray:
+        batches.append(len(z))
+        return coordinate_decoder(z)
+
+    figures.manifold_grid(counting_decoder, 30, (-3.0, 3.0), 2, (0, 1))
+    assert batches == [900]
+
+
+def test_manifold_in_three_latent_dims_spans_grid_dims_with_the_rest_at_zero() -> None:
+    image, _ = figures.manifold_grid(coordinate_decoder, 3, (-1.0, 1.0), 3, (2, 0))
+    top_left = tile(image, 0, 0, 3)  # rows of a tile: z[0], z[1], z[2]
+    np.testing.assert_allclose(top_left, [[1, 1, 1], [0, 0, 0], [-1, -1, -1]])
+    bottom_right = tile(image, 2, 2, 3)
+    np.testing.assert_allclose(bottom_right, [[-1, -1, -1], [0, 0, 0], [1, 1, 1]])
+    assert np.all(image[3::9] == 0.0)  # the middle row of every tile is z[1], held at 0
+
+
+def test_manifold_ticks_sit_on_tile_centres_labelled_with_their_z() -> None:
+    image, z_values = figures.manifold_grid(coordinate_decoder, 30, (-3.0, 3.0), 2, (0, 1))
+    axes = figures.manifold_figure(image, z_values, 2, (0, 1)).axes[0]
+    x_labels = [label.get_text() for label in axes.get_xticklabels()]
+    y_labels = [label.get_text() for label in axes.get_yticklabels()]
+    assert y_labels[0] == "3.00" and y_labels[-1] == "-3.00"  # image rows run downwards: top is z₂ = 3
+    assert x_labels == ["-3.00", "-1.76", "-0.52", "0.52", "1.76", "3.00"]  # symmetric, both ends
+    for position, label in zip(axes.get_xticks(), x_labels, strict=True):
+        column, offset = divmod(position, 2)
+        assert offset == 0.5 and f"{z_values[int(column)]:.2f}" == label  # centre of a 2-pixel tile
+
+
+def fake_vae(latent_dim: int = 2, seed: int = 0) -> Vae:
+    rng = np.random.default_rng(seed)
+    encode_weights = rng.normal(0, 0.1, (784, latent_dim))
+    decode_weights = rng.normal(0, 1.0, (latent_dim, 784))
+    return Vae(
+        encode_mean=lambda x: x @ encode_weights,
+        decode=lambda z: 1 / (1 + np.exp(-(np.asarray(z) @ decode_weights))),
+        latent_dim=latent_dim,
+    )
+
+
+def small_params(latent_dim: int = 2, grid_dims: tuple[int, int] = (0, 1)) -> Params:
+    return parse_params({
+        "model": {"latent_dim": latent_dim},
+        "report": {"grid_size": 6, "grid_dims": list(grid_dims), "n_reconstructions": 5, "n_samples": 10},
+    })
+
+
+def sample_data(n: int = 120) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return rng.random((n, 784), dtype=np.float32), (np.arange(n) % 10).astype(np.uint8)
+
+
+def write_fake_report(out: Path, latent_dim: int = 2, grid_dims: tuple[int, int] = (0, 1)) -> list[Path]:
+    x, y = sample_data()
+    history = {"epoch": [1, 2], "loss": [190.0, 165.0], "neg_elbo": [210.0, 175.5], "kl_loss": [25.0, 12.5],
+               "val_loss": [170.0, 162.0], "val_neg_elbo": [180.0, 173.2], "val_kl_loss": [12.0, 12.7]}
+    params = small_params(latent_dim=latent_dim, grid_dims=grid_dims)
+    return write_report(params, fake_vae(latent_dim), x, y, history, METRICS, "run<&>42", out)
+
+
+def test_figures_have_the_fixed_pixel_size_and_are_not_blank(tmp_path: Path) -> None:
+    written = write_fake_report(tmp_path)
+    assert sorted(path.name for path in written) == sorted([*FIGURE_SIZES, HTML_FILE])
+    for name, (width, height) in FIGURE_SIZES.items():
+        with Image.open(tmp_path / name) as picture:
+            assert picture.size == (round(width * figures.DPI), round(height * figures.DPI)), name
+            assert np.asarray(picture.convert("L"), dtype=float).std() > 5.0, name
+    assert not list(tmp_path.glob(".*tmp*")), "a temporary file was left behind"
+
+
+def test_index_embeds_every_image_and_lists_every_metric_params_and_escaped_run_id(tmp_path: Path) -> None:
+    write_fake_report(tmp_path)
+    page = (tmp_path / HTML_FILE).read_text(encoding="utf-8")
+    for name in FIGURE_SIZES:
+        png = data_uri((tmp_path / name).read_bytes())
+        assert png in page and f'alt="{name}"' in page and html.escape(CAPTIONS[name]) in page
+    for key in METRICS:
+        assert f"<code>{key}</code>" in page
+    assert "171.123" in page and "run&lt;&amp;&gt;42" in page and "run<&>42" not in page
+    assert "<code>report.grid_size</code>" in page and "<strong>mnist</strong>" in page
+    assert "src=\"http" not in page and "src=\"file" not in page  # self-contained
+
+
+def test_latent_dim_three_report_decodes_and_plots_grid_dims_only() -> None:
+    decoded = []
+    vae = fake_vae(3)
+
+    def recording_decoder(z: np.ndarray) -> np.ndarray:
+        decoded.append(np.array(z))
+        return vae.decode(z)
+
+    x, y = sample_data()
+    drawn = draw_figures(small_params(latent_dim=3, grid_dims=(2, 1)).report,
+                         Vae(vae.encode_mean, recording_decoder, 3), x, y, [str(k) for k in range(10)],
+                         {"epoch": [1], "loss": [1.0], "neg_elbo": [1.0], "kl_loss": [1.0]})
+    grid = decoded[0]
+    assert grid.shape == (36, 3) and np.all(grid[:, 0] == 0)
+    assert grid[0, 2] == -3.0 and grid[0, 1] == 3.0  # top-left tile: smallest z₃, largest z₂
+    scatter = drawn["latent_scatter.png"].axes[0].collections[0].get_offsets()
+    z_mean = vae.encode_mean(x)
+    np.testing.assert_allclose(np.sort(scatter[:, 0]), np.sort(z_mean[:, 2]), rtol=1e-6)
+    np.testing.assert_allclose(np.sort(scatter[:, 1]), np.sort(z_mean[:, 1]), rtol=1e-6)
+
+
+def test_grid_dims_beyond_the_models_latent_dims_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="grid_dims"):
+        write_report(small_params(latent_dim=3, grid_dims=(2, 1)), fake_vae(2), *sample_data(), {}, {}, "run",
+                     tmp_path)
+
+
+def test_history_without_the_loss_columns_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,seconds\n1,2.0\n")
+    with pytest.raises(ReportError, match="kl_loss"):
+        read_history(path)
+    path.write_text(HISTORY_CSV)
+    assert list(read_history(path)["val_neg_elbo"]) == [180.0, 173.2]
+
+
+def test_bad_params_and_missing_inputs_fail_before_the_model_is_loaded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "pipeline.model", None)  # a tripwire: importing it now raises ImportError
+    params = tmp_path / "params.yaml"
+    params.write_text("report:\n  grid_size: 1\n")
+    assert main(["--params", str(params)]) == 1
+    assert "report.grid_size" in capsys.readouterr().err
+    params.write_text("report:\n  grid_size: 3\n")
+    assert main(["--params", str(params), "--history", str(tmp_path / "absent.csv")]) == 1
+    assert "absent.csv" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from pipeline import tracking
+    from pipeline.model import build_vae
+    from pipeline.prepared import save_split
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    x, y = sample_data(60)
+    save_split(tmp_path / "prepared", "test", x, y)
+    build_vae(2, 16, seed=0).save(tmp_path / "vae.keras")
+    (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
+    (tmp_path / "history.csv").write_text(HISTORY_CSV)
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  dataset: fashion_mnist\nreport:\n  grid_size: 5\n  n_samples: 9\n  n_reconstructions: 4\n")
+    with tracking.training_run("report-test", {"model.latent_dim": 2}, {}) as run:
+        pass
+    tracking.write_run_ref(tmp_path / "run.json", run)
+
+    code = main(["--params", "params.yaml", "--prepared", "prepared", "--model", "vae.keras", "--run", "run.json",
+                 "--metrics", "metrics.json", "--history", "history.csv", "--out", "reports"])
+
+    assert code == 0
+    expected = sorted([*FIGURE_SIZES, HTML_FILE])
+    assert sorted(path.name for path in (tmp_path / "reports").iterdir()) == expected
+    logged = MlflowClient().list_artifacts(run.run_id)
+    assert sorted(artifact.path for artifact in logged) == expected
+    assert MlflowClient().get_run(run.run_id).info.status == "FINISHED"
+    page = (tmp_path / "reports" / HTML_FILE).read_text(encoding="utf-8")
+    assert run.run_id in page and "fashion_mnist" in page
