@@ -13,12 +13,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mlflow
+from filelock import FileLock
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 TEMPORARY_EXPERIMENT_DIR = os.path.join(".dvc", "tmp", "exps")
 PIPELINE_TAG = "pipeline.stage"
 SERVER_PROBE_TIMEOUT_S = 5.0
+STORE_LOCK_TIMEOUT_S = 120.0
 
 
 class TrackingError(PipelineError):
@@ -81,8 +83,21 @@ def _probe_server(uri: str) -> None:
                             "start it or unset MLFLOW_TRACKING_URI") from None
 
 
+def _first_use_lock(uri: str) -> AbstractContextManager[object]:
+    """Serialise first use of a SQLite store: MLflow's table creation and experiment creation race
+    when ``dvc queue start -j 2`` starts two trainings on a fresh store."""
+    if not uri.startswith("sqlite:///"):
+        return nullcontext()
+    return FileLock(uri.removeprefix("sqlite:///") + ".lock", timeout=STORE_LOCK_TIMEOUT_S)
+
+
 def ensure_experiment(name: str, root: Path | None = None) -> str:
     """The id of experiment ``name``, created on first use with artifacts under the project root."""
+    with _first_use_lock(mlflow.get_tracking_uri()):
+        return _get_or_create_experiment(name, root)
+
+
+def _get_or_create_experiment(name: str, root: Path | None) -> str:
     client = MlflowClient()
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
