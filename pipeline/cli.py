@@ -1,6 +1,7 @@
 """What every stage's ``main`` shares: argument parsing and turning failures into one clear line."""
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: ar
               argv: Sequence[str] | None) -> int:
     """Parse ``argv``, run ``body``; report a ``PipelineError`` or Ctrl-C as one line and an exit code."""
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         body(args)
     except PipelineError as error:
@@ -33,4 +35,11 @@ def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: ar
     except KeyboardInterrupt:
         print(f"{stage}: interrupted; no partial output was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Treat SIGTERM (``kill``, a CI runner stopping) like Ctrl-C, so cleanup and run status happen."""
+    raise KeyboardInterrupt

@@ -8,6 +8,7 @@ anchored at the real project root so those runs land in the same place.
 
 import json
 import os
+import socket
 import subprocess
 import time
 import urllib.error
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 TEMPORARY_EXPERIMENT_DIR = os.path.join(".dvc", "tmp", "exps")
 PIPELINE_TAG = "pipeline.stage"
+HOST_TAG = "pipeline.host"
+PID_TAG = "pipeline.pid"
 SERVER_PROBE_TIMEOUT_S = 5.0
 STORE_LOCK_TIMEOUT_S = 120.0
 
@@ -134,11 +137,16 @@ def run_name_and_tags() -> tuple[str | None, dict[str, str]]:
 
 @contextmanager
 def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[str, str]) -> Iterator[RunRef]:
-    """Open the run of one training; close it FINISHED, FAILED on an error, KILLED on Ctrl-C."""
+    """Open the run of one training; close it FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM.
+
+    Runs of earlier trainings on this host whose process is gone (killed with -9) are marked FAILED first.
+    """
     uri = configure()
     experiment_id = ensure_experiment(experiment)
+    fail_abandoned_runs(experiment_id)
     run_name, dvc_tags = run_name_and_tags()
-    all_tags = {**git_tags(project_root()), **dvc_tags, **tags, PIPELINE_TAG: "train"}
+    owner = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    all_tags = {**git_tags(project_root()), **dvc_tags, **tags, **owner, PIPELINE_TAG: "train"}
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags)
     try:
         mlflow.log_params({key: _param_value(value) for key, value in params.items()})
@@ -150,6 +158,39 @@ def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[st
         mlflow.end_run("FAILED")
         raise
     mlflow.end_run("FINISHED")
+
+
+def fail_abandoned_runs(experiment_id: str) -> list[str]:
+    """Mark FAILED the RUNNING training runs started on this host by a process that no longer exists."""
+    client = MlflowClient()
+    running = client.search_runs(
+        [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{PIPELINE_TAG}` = 'train'"
+    )
+    abandoned = [
+        run.info.run_id for run in running
+        if run.data.tags.get(HOST_TAG) == socket.gethostname() and not _process_alive(run.data.tags.get(PID_TAG))
+    ]
+    for run_id in abandoned:
+        client.set_tag(run_id, "pipeline.failure", "its process ended without closing the run (killed?)")
+        client.set_terminated(run_id, "FAILED")
+    return abandoned
+
+
+def _process_alive(pid: str | None) -> bool:
+    if not pid or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def set_tag(key: str, value: str) -> None:
+    """Tag the active run."""
+    mlflow.set_tag(key, value)
 
 
 def _param_value(value: object) -> str:

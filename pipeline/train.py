@@ -13,9 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline import atomic, tracking
+from pipeline.checkpoint import EpochCheckpoint, fingerprint
 from pipeline.cli import run_stage, stage_parser
 from pipeline.params import Params, load_params
-from pipeline.paths import MODEL_FILE, PREPARED_DIR, RUN_FILE, TRAIN_HISTORY_FILE
+from pipeline.paths import CHECKPOINT_DIR, MODEL_FILE, PREPARED_DIR, RUN_FILE, TRAIN_HISTORY_FILE
 from pipeline.prepared import load_split
 
 INPUT_EXAMPLE_ROWS = 5
@@ -42,33 +43,43 @@ def _progress(epoch: int, epochs: int, logs: dict[str, float]) -> None:
               f"  {logs['seconds']:.1f}s", file=sys.stderr)
 
 
-def train(params: Params, prepared: Path, model_file: Path, run_file: Path, history_file: Path) -> None:
-    """Train, then write the model, the run reference and the history, each atomically."""
+def train(params: Params, prepared: Path, model_file: Path, run_file: Path, history_file: Path,
+          checkpoint_dir: Path = CHECKPOINT_DIR) -> None:
+    """Train (resuming a matching checkpoint), then write the model, run reference and history atomically."""
     x_train, _ = load_split(prepared, "train")
     x_val, _ = load_split(prepared, validation_split(prepared))
 
     from pipeline.training import TrainConfig, VaeTrainer  # TensorFlow loads here, after validation
 
     config = TrainConfig(**params.model.model_dump(), **params.train.model_dump(exclude={"experiment"}))
+    checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), x_train))
     tags = {"dataset": params.data.dataset, "validation_split": validation_split(prepared)}
     with tracking.training_run(params.train.experiment, params.flat(), tags) as run:
         tracking.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
         trainer = VaeTrainer(config)
+        logged: set[int] = set()
 
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
             tracking.log_epoch(epoch, logs)
+            logged.add(epoch)
             _progress(epoch, config.epochs, logs)
 
-        history = trainer.fit(x_train, x_val, on_epoch_end)
+        history = trainer.fit(x_train, x_val, on_epoch_end, checkpoint)
+        resumed = [epoch for epoch in range(len(history)) if epoch not in logged]
+        for epoch in resumed:
+            tracking.log_epoch(epoch, history[epoch])
+        if resumed:
+            tracking.set_tag("resumed_after_epoch", str(len(resumed)))
         with atomic.atomic_path(model_file) as temporary:
             trainer.vae.save(temporary)
         tracking.log_keras_model(trainer.vae, x_train[:INPUT_EXAMPLE_ROWS])
         atomic.write_text(history_file, history_csv(history))
         tracking.write_run_ref(run_file, run)
+    checkpoint.remove()
 
 
 def _run(args: argparse.Namespace) -> None:
-    train(load_params(args.params), args.prepared, args.model, args.run, args.history)
+    train(load_params(args.params), args.prepared, args.model, args.run, args.history, args.checkpoints)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=MODEL_FILE, help="where to save the .keras model")
     parser.add_argument("--run", type=Path, default=RUN_FILE, help="where to record the MLflow run id")
     parser.add_argument("--history", type=Path, default=TRAIN_HISTORY_FILE, help="per-epoch CSV")
+    parser.add_argument("--checkpoints", type=Path, default=CHECKPOINT_DIR,
+                        help="per-epoch checkpoints, resumed after an interruption")
     return run_stage("train", _run, parser, argv)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.checkpoint import EpochCheckpoint, EpochLogs
 from pipeline.errors import PipelineError
 from pipeline.model import build_vae, decoder_logits, kl_loss, reconstruction_loss
 
@@ -38,9 +39,6 @@ class TrainConfig:
     learning_rate: float
     beta: float
     seed: int
-
-
-EpochLogs = dict[str, float]
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -118,16 +116,19 @@ class VaeTrainer:
         train_images: np.ndarray,
         val_images: np.ndarray,
         on_epoch_end: Callable[[int, EpochLogs], None] = lambda epoch, logs: None,
-        initial_epoch: int = 0,
+        checkpoint: EpochCheckpoint | None = None,
     ) -> list[EpochLogs]:
         """Train for the configured epochs; ``on_epoch_end(epoch, logs)`` sees train and ``val_`` terms.
 
+        With a ``checkpoint``, the state is saved after every epoch and a matching earlier
+        checkpoint is resumed first; the returned history then includes the resumed epochs.
         Raises ``TrainingDivergedError`` as soon as an epoch ends with a non-finite loss.
         """
         train = tf.constant(train_images, dtype=tf.float32)
         val = tf.constant(val_images, dtype=tf.float32)
-        history = []
-        for epoch in range(initial_epoch, self.config.epochs):
+        state = [*self.vae.variables, *self.optimizer.variables]
+        history = checkpoint.restore(state) if checkpoint else []
+        for epoch in range(len(history), self.config.epochs):
             started = time.perf_counter()
             logs = self.train_epoch(train, epoch)
             if not all(math.isfinite(value) for value in logs.values()):
@@ -138,5 +139,7 @@ class VaeTrainer:
             logs |= {f"val_{name}": value for name, value in self.evaluate(val).items()}
             logs["seconds"] = time.perf_counter() - started
             history.append(logs)
+            if checkpoint:
+                checkpoint.save(state, history)
             on_epoch_end(epoch, logs)
         return history
