@@ -103,6 +103,11 @@ def ensure_experiment(name: str, root: Path | None = None) -> str:
 def _get_or_create_experiment(name: str, root: Path | None) -> str:
     client = MlflowClient()
     experiment = client.get_experiment_by_name(name)
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"experiment {name!r} is deleted in the tracking store {mlflow.get_tracking_uri()}; restore it "
+            f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or change train.experiment"
+        )
     if experiment is not None:
         return experiment.experiment_id
     artifact_location = None
@@ -146,7 +151,7 @@ def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[st
     fail_abandoned_runs(experiment_id)
     run_name, dvc_tags = run_name_and_tags()
     owner = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-    all_tags = {**git_tags(project_root()), **dvc_tags, **tags, **owner, PIPELINE_TAG: "train"}
+    all_tags = {**git_tags(Path.cwd()), **dvc_tags, **tags, **owner, PIPELINE_TAG: "train"}
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags)
     try:
         mlflow.log_params({key: _param_value(value) for key, value in params.items()})
@@ -231,12 +236,15 @@ def open_training_run(path: Path) -> RunRef:
     ref = read_run_ref(path)
     configure()
     try:
-        MlflowClient().get_run(ref.run_id)
+        run = MlflowClient().get_run(ref.run_id)
     except mlflow.exceptions.MlflowException:
+        run = None
+    if run is None or run.info.lifecycle_stage == "deleted":
+        state = "deleted from" if run else "not in"
         raise TrackingError(
-            f"run {ref.run_id} from {path} is not in the tracking store {mlflow.get_tracking_uri()}; "
+            f"run {ref.run_id} from {path} is {state} the tracking store {mlflow.get_tracking_uri()}; "
             "rerun training (dvc repro --force train) to record a new one"
-        ) from None
+        )
     return ref
 
 
@@ -251,7 +259,7 @@ def log_results(ref: RunRef, metrics: Mapping[str, float], artifacts: Sequence[P
 
 def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -> str:
     """Record the data a run used as an MLflow dataset input and tag its digest; return the digest."""
-    dataset = mlflow.data.from_numpy(features, source=str(source), name=name)
+    dataset = mlflow.data.from_numpy(features, source=str(Path(source).resolve()), name=name)
     mlflow.log_input(dataset, context=context)
     mlflow.set_tag(f"dataset.{context}.digest", dataset.digest)
     return dataset.digest

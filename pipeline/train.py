@@ -1,6 +1,6 @@
 """Stage ``train``: fit the VAE on the prepared data and record the run in MLflow.
 
-Params are validated before TensorFlow is imported, so a bad value fails in a second.
+Params are validated before TensorFlow is imported, so a bad value fails before any work starts.
 """
 
 import argparse

@@ -1,0 +1,384 @@
+"""MLflow wiring: where the store is, how runs open and close, and what later stages add, on real stores."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline import tracking
+from pipeline.params import Params
+from pipeline.tracking import RunRef, TrackingError
+
+SERVER_START_TIMEOUT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite database with its schema created: migrating a new one costs seconds, a copy does not."""
+    database = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{database}").search_experiments()
+    return database
+
+
+@pytest.fixture(autouse=True)
+def sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> str:
+    """A fresh SQLite store in tmp_path, the working directory there, and no DVC variables."""
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # setenv first so teardown restores the variable even after mlflow.set_tracking_uri rewrites it.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    return uri
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on once this returns."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def git(root: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false", *args],
+        cwd=root, capture_output=True, text=True, check=True,
+    )
+    return done.stdout.strip()
+
+
+def git_repo(root: Path) -> str:
+    """A repository with one committed file; return the commit."""
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q")
+    (root / "params.yaml").write_text("train:\n  epochs: 1\n")
+    git(root, "add", "params.yaml")
+    git(root, "commit", "-q", "-m", "initial")
+    return git(root, "rev-parse", "HEAD")
+
+
+def only_run(experiment: str) -> mlflow.entities.Run:
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+# --- where the store is ---------------------------------------------------------------------------
+
+
+def test_project_root_strips_dvc_temporary_experiment_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DVC_ROOT", "/x/repo/.dvc/tmp/exps/tmpabc")
+    assert tracking.project_root() == Path("/x/repo")
+
+
+def test_project_root_is_dvc_root_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "checkout"
+    elsewhere.mkdir()
+    monkeypatch.setenv("DVC_ROOT", str(elsewhere))
+    assert tracking.project_root() == elsewhere.resolve()
+
+
+def test_project_root_is_working_directory_without_dvc_root(tmp_path: Path) -> None:
+    assert tracking.project_root() == tmp_path.resolve()
+
+
+def test_project_root_strips_temporary_copy_used_as_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    assert tracking.project_root() == (tmp_path / "repo").resolve()
+
+
+def test_default_tracking_uri_is_sqlite_file_at_project_root() -> None:
+    assert tracking.default_tracking_uri(Path("/x/repo")) == "sqlite:////x/repo/mlflow.db"
+
+
+def test_configure_without_tracking_uri_uses_store_of_real_root_from_temporary_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"))
+    uri = tracking.configure()
+    assert uri == f"sqlite:///{tmp_path.resolve()}/repo/mlflow.db"
+    assert mlflow.get_tracking_uri() == uri
+
+
+def test_configure_prefers_mlflow_tracking_uri(sqlite_store: str) -> None:
+    assert tracking.configure(root=Path("/elsewhere")) == sqlite_store
+    assert mlflow.get_tracking_uri() == sqlite_store
+
+
+def test_configure_fails_fast_with_one_line_naming_an_unreachable_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as raised:
+        tracking.configure()
+    assert time.monotonic() - started < 4.0
+    message = str(raised.value)
+    assert uri in message
+    assert "\n" not in message
+
+
+def test_ensure_experiment_creates_once_and_returns_same_id(tmp_path: Path) -> None:
+    tracking.configure()
+    first = tracking.ensure_experiment("vae-test")
+    assert tracking.ensure_experiment("vae-test") == first
+    experiments = [e for e in MlflowClient().search_experiments() if e.name == "vae-test"]
+    assert [e.experiment_id for e in experiments] == [first]
+    assert experiments[0].artifact_location == (tmp_path.resolve() / "mlartifacts").as_uri()
+
+
+def test_ensure_experiment_in_temporary_copy_keeps_artifacts_under_real_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"))
+    tracking.configure()
+    experiment_id = tracking.ensure_experiment("vae-test")
+    location = MlflowClient().get_experiment(experiment_id).artifact_location
+    assert location == (tmp_path.resolve() / "repo" / "mlartifacts").as_uri()
+
+
+def test_training_run_in_experiment_deleted_from_ui_raises_tracking_error() -> None:
+    tracking.configure()
+    MlflowClient().delete_experiment(tracking.ensure_experiment("vae-test"))
+    with pytest.raises(TrackingError, match="vae-test"), tracking.training_run("vae-test", {}, {}):
+        pass
+
+
+# --- opening and closing the training run -----------------------------------------------------------
+
+
+def test_git_tags_name_commit_and_whether_tracked_files_changed(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    commit = git_repo(repo)
+    (repo / "untracked.txt").write_text("ignored by the dirty check\n")
+    assert tracking.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "false"}
+    (repo / "params.yaml").write_text("train:\n  epochs: 2\n")
+    assert tracking.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "true"}
+
+
+def test_git_tags_outside_a_repository_say_unknown(tmp_path: Path) -> None:
+    assert tracking.git_tags(tmp_path) == {"mlflow.source.git.commit": "unknown", "git.dirty": "false"}
+
+
+def test_training_run_records_all_params_and_tags_and_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_store: str
+) -> None:
+    repo = tmp_path / "repo"
+    commit = git_repo(repo)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-lr-up")
+    flat = Params().flat()
+
+    with tracking.training_run("vae-test", flat, {"dataset": "mnist"}) as ref:
+        assert mlflow.active_run().info.run_id == ref.run_id
+
+    assert mlflow.active_run() is None
+    run = MlflowClient().get_run(ref.run_id)
+    assert ref == RunRef(ref.run_id, run.info.experiment_id, sqlite_store)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "exp-lr-up"
+    assert set(run.data.params) == set(flat)
+    assert run.data.params["train.epochs"] == str(flat["train.epochs"])
+    assert run.data.params["train.optimizer"] == flat["train.optimizer"]
+    assert json.loads(run.data.params["report.grid_range"]) == list(flat["report.grid_range"])
+    assert run.data.tags["mlflow.source.git.commit"] == commit
+    assert run.data.tags["git.dirty"] == "false"
+    assert run.data.tags["dataset"] == "mnist"
+    assert run.data.tags["dvc.experiment"] == "exp-lr-up"
+    assert run.data.tags[tracking.PIPELINE_TAG] == "train"
+
+
+def test_training_run_outside_dvc_experiment_has_no_experiment_tag() -> None:
+    with tracking.training_run("vae-test", {"train.epochs": 1}, {}) as ref:
+        pass
+    run = MlflowClient().get_run(ref.run_id)
+    assert "dvc.experiment" not in run.data.tags
+    assert run.data.tags["mlflow.source.git.commit"] == "unknown"
+    assert run.info.status == "FINISHED"
+
+
+def test_training_run_is_failed_when_the_body_raises() -> None:
+    with pytest.raises(RuntimeError, match="diverged"), tracking.training_run("vae-test", {"train.epochs": 1}, {}):
+        raise RuntimeError("diverged")
+    assert mlflow.active_run() is None
+    assert only_run("vae-test").info.status == "FAILED"
+
+
+def test_training_run_is_killed_on_keyboard_interrupt() -> None:
+    with pytest.raises(KeyboardInterrupt), tracking.training_run("vae-test", {"train.epochs": 1}, {}):
+        raise KeyboardInterrupt
+    assert mlflow.active_run() is None
+    assert only_run("vae-test").info.status == "KILLED"
+
+
+def test_log_epoch_steps_count_epochs_from_one() -> None:
+    with tracking.training_run("vae-test", {}, {}) as ref:
+        tracking.log_epoch(0, {"loss": 3.0, "val_loss": 4.0})
+        tracking.log_epoch(1, {"loss": 2.0, "val_loss": 3.5})
+    history = MlflowClient().get_metric_history(ref.run_id, "loss")
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(1, 3.0), (2, 2.0)]
+
+
+# --- the run reference and what later stages add -------------------------------------------------------
+
+
+def test_run_ref_round_trips_through_its_file(tmp_path: Path) -> None:
+    ref = RunRef("a" * 32, "3", "sqlite:////x/mlflow.db")
+    path = tmp_path / "models" / "run.json"
+    tracking.write_run_ref(path, ref)
+    assert tracking.read_run_ref(path) == ref
+
+
+GARBLED_RUN_FILES = {
+    "missing": None,
+    "not-json": "not json {",
+    "missing-keys": '{"run_id": "abc"}',
+    "not-an-object": '["abc", "1", "sqlite:///x"]',
+    "unknown-key": '{"run_id": "a", "experiment_id": "1", "tracking_uri": "u", "extra": 1}',
+}
+
+
+@pytest.mark.parametrize("content", GARBLED_RUN_FILES.values(), ids=GARBLED_RUN_FILES.keys())
+def test_read_run_ref_of_missing_or_garbled_file_raises_tracking_error(
+    tmp_path: Path, content: str | None
+) -> None:
+    path = tmp_path / "run.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(TrackingError, match="run.json"):
+        tracking.read_run_ref(path)
+
+
+def test_open_training_run_of_run_absent_from_store_names_the_store(tmp_path: Path, sqlite_store: str) -> None:
+    path = tmp_path / "run.json"
+    tracking.write_run_ref(path, RunRef("0" * 32, "1", "sqlite:////elsewhere/mlflow.db"))
+    with pytest.raises(TrackingError) as raised:
+        tracking.open_training_run(path)
+    assert "0" * 32 in str(raised.value)
+    assert sqlite_store in str(raised.value)
+
+
+def test_open_training_run_returns_recorded_run(tmp_path: Path) -> None:
+    with tracking.training_run("vae-test", {}, {}) as ref:
+        pass
+    path = tmp_path / "run.json"
+    tracking.write_run_ref(path, ref)
+    assert tracking.open_training_run(path) == ref
+
+
+def test_open_training_run_of_run_deleted_from_ui_raises_tracking_error(tmp_path: Path) -> None:
+    with tracking.training_run("vae-test", {}, {}) as ref:
+        pass
+    MlflowClient().delete_run(ref.run_id)
+    path = tmp_path / "run.json"
+    tracking.write_run_ref(path, ref)
+    with pytest.raises(TrackingError, match=ref.run_id):
+        tracking.log_results(tracking.open_training_run(path), {"test_neg_elbo": 1.0})
+
+
+def test_log_results_adds_metrics_and_artifact_without_reopening_run(tmp_path: Path) -> None:
+    with tracking.training_run("vae-test", {}, {}) as ref:
+        pass
+    client = MlflowClient()
+    finished = client.get_run(ref.run_id).info
+    report = tmp_path / "metrics.json"
+    report.write_text('{"test_neg_elbo": 101.5}\n')
+
+    tracking.log_results(ref, {"test_neg_elbo": 101.5, "test_kl_loss": 7}, [report])
+
+    run = client.get_run(ref.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.end_time == finished.end_time
+    assert run.data.metrics == {"test_neg_elbo": 101.5, "test_kl_loss": 7.0}
+    assert [a.path for a in client.list_artifacts(ref.run_id)] == ["metrics.json"]
+    copy = client.download_artifacts(ref.run_id, "metrics.json", str(tmp_path / "download"))
+    assert Path(copy).read_text() == report.read_text()
+
+
+# --- a real tracking server --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Iterator[tuple[str, Path]]:
+    """``mlflow server`` on a free 127.0.0.1 port with its own SQLite store; yields (uri, artifacts folder)."""
+    folder = tmp_path_factory.mktemp("server")
+    shutil.copyfile(empty_store, folder / "server.db")
+    port, artifacts = free_port(), folder / "art"
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job runner processes: faster start
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/server.db",
+               "--artifacts-destination", str(artifacts)]
+    log = folder / "server.log"
+    with open(log, "wb") as output:
+        server = subprocess.Popen(command, cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not _healthy(uri):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not become healthy:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield uri, artifacts
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and the uvicorn worker it spawned
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def _healthy(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_training_run_lands_on_tracking_server(
+    mlflow_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_store: str
+) -> None:
+    uri, artifacts = mlflow_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    report = tmp_path / "metrics.json"
+    report.write_text("{}\n")
+
+    with tracking.training_run("vae-server", {"train.epochs": 2}, {"dataset": "mnist"}) as ref:
+        tracking.log_epoch(0, {"loss": 5.0})
+    tracking.log_results(ref, {"test_neg_elbo": 99.0}, [report])
+
+    assert ref.tracking_uri == uri
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(ref.run_id)
+    assert client.get_experiment(ref.experiment_id).name == "vae-server"
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"train.epochs": "2"}
+    assert run.data.tags["dataset"] == "mnist"
+    assert run.data.tags[tracking.PIPELINE_TAG] == "train"
+    assert run.data.metrics == {"loss": 5.0, "test_neg_elbo": 99.0}
+    assert [a.path for a in client.list_artifacts(ref.run_id)] == ["metrics.json"]
+    assert [path.name for path in artifacts.rglob("metrics.json")] == ["metrics.json"]
+    assert MlflowClient(tracking_uri=sqlite_store).get_experiment_by_name("vae-server") is None
+    assert not (tmp_path / "mlartifacts").exists()
