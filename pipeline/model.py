@@ -4,6 +4,9 @@ Only backend-neutral ``keras.ops`` are used here; the compiled training loop liv
 ``pipeline.training``. Importing this module imports Keras (and so TensorFlow).
 """
 
+from pathlib import Path
+
+from pipeline.errors import PipelineError
 from pipeline.tf_env import quiet_tensorflow
 
 quiet_tensorflow()
@@ -61,7 +64,8 @@ def build_decoder(latent_dim: int, intermediate_dim: int) -> keras.Model:
 def build_vae(latent_dim: int, intermediate_dim: int, seed: int | None = None) -> keras.Model:
     """The whole autoencoder, images → reconstructed images, with ``encoder`` and ``decoder`` nested.
 
-    Later stages take the parts with ``vae.get_layer("encoder")`` and ``vae.get_layer("decoder")``.
+    ``seed`` seeds the sampling noise only; call ``keras.utils.set_random_seed`` first for
+    reproducible initial weights (``VaeTrainer`` does). Later stages take the parts with ``vae.get_layer("encoder")`` and ``vae.get_layer("decoder")``.
     """
     encoder = build_encoder(latent_dim, intermediate_dim, seed)
     decoder = build_decoder(latent_dim, intermediate_dim)
@@ -72,7 +76,7 @@ def build_vae(latent_dim: int, intermediate_dim: int, seed: int | None = None) -
 
 def decoder_logits(decoder: keras.Model) -> keras.Model:
     """A view of ``decoder`` that stops before the sigmoid, sharing its weights, for a stable BCE."""
-    return keras.Model(decoder.inputs, decoder.get_layer("decoder_logits").output, name="decoder_logits")
+    return keras.Model(decoder.input, decoder.get_layer("decoder_logits").output, name="decoder_logits")
 
 
 def reconstruction_loss(images: object, logits: object) -> object:
@@ -88,6 +92,13 @@ def kl_loss(z_mean: object, z_log_var: object) -> object:
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
 
 
-def load_vae(path: str) -> keras.Model:
+class ModelLoadError(PipelineError):
+    """The model file is missing, corrupt, or holds code that safe loading refuses."""
+
+
+def load_vae(path: str | Path) -> keras.Model:
     """Load a saved VAE with Keras' safe mode on: files holding lambdas or unknown code are refused."""
-    return keras.models.load_model(path, safe_mode=True)
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except (ValueError, OSError, TypeError) as error:
+        raise ModelLoadError(f"cannot load the model {path}: {error}") from None
