@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-from pipeline.paths import PARAMS_FILE
+from pipeline.paths import MODEL_FILE, PARAMS_FILE, PREPARED_DIR, RUN_FILE
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
@@ -20,6 +20,13 @@ def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
         "--params", type=Path, default=PARAMS_FILE, help=f"params file (default: {PARAMS_FILE})"
     )
     return parser
+
+
+def add_model_paths(parser: argparse.ArgumentParser) -> None:
+    """The paths that train writes and evaluate and report read: prepared data, model, run reference."""
+    parser.add_argument("--prepared", type=Path, default=PREPARED_DIR, help="folder of the train/val/test .npz")
+    parser.add_argument("--model", type=Path, default=MODEL_FILE, help="the .keras model")
+    parser.add_argument("--run", type=Path, default=RUN_FILE, help="the JSON naming the MLflow training run")
 
 
 def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline import atomic, tracking
-from pipeline.cli import run_stage, stage_parser
+from pipeline.cli import add_model_paths, run_stage, stage_parser
 from pipeline.datasets import DATASETS
 from pipeline.errors import PipelineError
 from pipeline.params import Params, load_params
-from pipeline.paths import METRICS_FILE, MODEL_FILE, PER_CLASS_FILE, PREPARED_DIR, RUN_FILE
+from pipeline.paths import METRICS_FILE, PER_CLASS_FILE
 from pipeline.prepared import load_split
 
 if TYPE_CHECKING:
@@ -128,9 +128,7 @@ def _run(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipeline.evaluate``."""
     parser = stage_parser("evaluate", __doc__.splitlines()[0])
-    parser.add_argument("--prepared", type=Path, default=PREPARED_DIR, help="folder holding test.npz")
-    parser.add_argument("--model", type=Path, default=MODEL_FILE, help="the trained .keras model")
-    parser.add_argument("--run", type=Path, default=RUN_FILE, help="the MLflow run recorded by train")
+    add_model_paths(parser)
     parser.add_argument("--metrics", type=Path, default=METRICS_FILE, help="where to write metrics.json")
     parser.add_argument("--per-class", type=Path, default=PER_CLASS_FILE, help="where to write per-class CSV")
     return run_stage("evaluate", _run, parser, argv)

@@ -76,7 +76,8 @@ def build_vae(latent_dim: int, intermediate_dim: int, seed: int | None = None) -
 
 def decoder_logits(decoder: keras.Model) -> keras.Model:
     """A view of ``decoder`` that stops before the sigmoid, sharing its weights, for a stable BCE."""
-    return keras.Model(decoder.input, decoder.get_layer("decoder_logits").output, name="decoder_logits")
+    logits = decoder.get_layer("decoder_logits").output
+    return keras.Model(decoder.input, logits, name="decoder_logits")
 
 
 def reconstruction_loss(images: object, logits: object) -> object:

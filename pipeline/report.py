@@ -15,12 +15,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline import figures, tracking
-from pipeline.cli import run_stage, stage_parser
+from pipeline.cli import add_model_paths, run_stage, stage_parser
 from pipeline.datasets import DATASETS
 from pipeline.errors import PipelineError
 from pipeline.html_report import ReportImage, write_html
 from pipeline.params import Params, ReportParams, load_params
-from pipeline.paths import METRICS_FILE, MODEL_FILE, PREPARED_DIR, REPORTS_DIR, RUN_FILE, TRAIN_HISTORY_FILE
+from pipeline.paths import METRICS_FILE, REPORTS_DIR, TRAIN_HISTORY_FILE
 from pipeline.prepared import load_split
 
 PREDICT_BATCH_SIZE = 1000
@@ -147,9 +147,7 @@ def _run(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipeline.report``."""
     parser = stage_parser("report", __doc__.splitlines()[0])
-    parser.add_argument("--prepared", type=Path, default=PREPARED_DIR, help="folder holding test.npz")
-    parser.add_argument("--model", type=Path, default=MODEL_FILE, help="the trained .keras model")
-    parser.add_argument("--run", type=Path, default=RUN_FILE, help="the MLflow run recorded by train")
+    add_model_paths(parser)
     parser.add_argument("--metrics", type=Path, default=METRICS_FILE, help="metrics.json from evaluate")
     parser.add_argument("--history", type=Path, default=TRAIN_HISTORY_FILE, help="per-epoch CSV from train")
     parser.add_argument("--out", type=Path, default=REPORTS_DIR, help="folder for the PNGs and index.html")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pipeline import atomic, tracking
 from pipeline.checkpoint import EpochCheckpoint, fingerprint
-from pipeline.cli import run_stage, stage_parser
+from pipeline.cli import add_model_paths, run_stage, stage_parser
 from pipeline.params import Params, load_params
-from pipeline.paths import CHECKPOINT_DIR, MODEL_FILE, PREPARED_DIR, RUN_FILE, TRAIN_HISTORY_FILE
+from pipeline.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
 from pipeline.prepared import load_split
 
 INPUT_EXAMPLE_ROWS = 5
@@ -85,9 +85,7 @@ def _run(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipeline.train``."""
     parser = stage_parser("train", __doc__.splitlines()[0])
-    parser.add_argument("--prepared", type=Path, default=PREPARED_DIR, help="folder of train/val/test .npz")
-    parser.add_argument("--model", type=Path, default=MODEL_FILE, help="where to save the .keras model")
-    parser.add_argument("--run", type=Path, default=RUN_FILE, help="where to record the MLflow run id")
+    add_model_paths(parser)
     parser.add_argument("--history", type=Path, default=TRAIN_HISTORY_FILE, help="per-epoch CSV")
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINT_DIR,
                         help="per-epoch checkpoints, resumed after an interruption")

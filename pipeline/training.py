@@ -101,7 +101,7 @@ class VaeTrainer:
         if count % size:
             tail = shuffle[full * size :].reshape(1, -1)
             totals += self._train_steps(images, tail).numpy() * tail.shape[1]
-        return dict(zip(LOSS_NAMES, (totals / count).tolist()))
+        return dict(zip(LOSS_NAMES, (totals / count).tolist(), strict=True))
 
     def evaluate(self, images: tf.Tensor) -> EpochLogs:
         """Loss terms averaged over ``images``, one sampled z per image."""
@@ -109,7 +109,7 @@ class VaeTrainer:
         for start in range(0, int(images.shape[0]), EVAL_BATCH_SIZE):
             batch = images[start : start + EVAL_BATCH_SIZE]
             totals += np.array([float(value) for value in self._eval_batch(batch)]) * int(batch.shape[0])
-        return dict(zip(LOSS_NAMES, (totals / int(images.shape[0])).tolist()))
+        return dict(zip(LOSS_NAMES, (totals / int(images.shape[0])).tolist(), strict=True))
 
     def fit(
         self,
