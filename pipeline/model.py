@@ -65,7 +65,8 @@ def build_vae(latent_dim: int, intermediate_dim: int, seed: int | None = None) -
     """The whole autoencoder, images → reconstructed images, with ``encoder`` and ``decoder`` nested.
 
     ``seed`` seeds the sampling noise only; call ``keras.utils.set_random_seed`` first for
-    reproducible initial weights (``VaeTrainer`` does). Later stages take the parts with ``vae.get_layer("encoder")`` and ``vae.get_layer("decoder")``.
+    reproducible initial weights (``VaeTrainer`` does). Later stages take the parts with
+    ``vae.get_layer("encoder")`` and ``vae.get_layer("decoder")``.
     """
     encoder = build_encoder(latent_dim, intermediate_dim, seed)
     decoder = build_decoder(latent_dim, intermediate_dim)
