@@ -114,7 +114,8 @@ def _open(source: str, idx: IdxFile, timeout: float) -> Iterator[tuple[BufferedI
     except urllib.error.HTTPError as error:
         error.close()
         failure = TransientError if error.code >= 500 or error.code == 429 else SourceError
-        raise failure(f"HTTP {error.code} {error.reason}") from None
+        reason = "redirect loop or too many redirects" if 300 <= error.code < 400 else error.reason
+        raise failure(f"HTTP {error.code} {reason}") from None
     except urllib.error.URLError as error:
         failure = SourceError if isinstance(error.reason, ssl.SSLError) else TransientError
         raise failure(f"cannot connect: {error.reason}") from None

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.datasets import DatasetName
 from pipeline.errors import PipelineError
@@ -21,7 +21,7 @@ class ParamsError(PipelineError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DataParams(_Section):
@@ -63,14 +63,19 @@ class ReportParams(_Section):
     n_samples: int = Field(default=100, ge=1, le=400)
     seed: int = Field(default=0, ge=0)
 
-    @model_validator(mode="after")
-    def _ordered_range_and_distinct_dims(self) -> "ReportParams":
-        low, high = self.grid_range
-        if not low < high:
-            raise ValueError(f"grid_range must be [low, high] with low < high, got {list(self.grid_range)}")
-        if self.grid_dims[0] == self.grid_dims[1] or min(self.grid_dims) < 0:
-            raise ValueError(f"grid_dims must be two distinct latent indices >= 0, got {list(self.grid_dims)}")
-        return self
+    @field_validator("grid_range")
+    @classmethod
+    def _ordered(cls, grid_range: tuple[float, float]) -> tuple[float, float]:
+        if not grid_range[0] < grid_range[1]:
+            raise ValueError("must be [low, high] with low < high")
+        return grid_range
+
+    @field_validator("grid_dims")
+    @classmethod
+    def _distinct(cls, grid_dims: tuple[int, int]) -> tuple[int, int]:
+        if grid_dims[0] == grid_dims[1] or min(grid_dims) < 0:
+            raise ValueError("must be two distinct latent indices >= 0")
+        return grid_dims
 
 
 class Tolerance(_Section):
@@ -115,13 +120,25 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, A
             yield dotted, value
 
 
+def _allowed_keys(location: tuple[Any, ...]) -> list[str]:
+    """The keys the schema allows in the section that holds ``location``."""
+    model: Any = Params
+    for part in location[:-1]:
+        annotation = model.model_fields[part].annotation if isinstance(part, str) else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
         dotted = ".".join(str(part) for part in problem["loc"]) or "(top level)"
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":
-            message = "unknown key (a typo?)"
+            allowed = _allowed_keys(problem["loc"])
+            message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         lines.append(f"  {dotted}: {message} (got {problem.get('input')!r})")
     return "\n".join(lines)
 
@@ -147,11 +164,26 @@ def _lists_to_tuples(value: Any) -> Any:
     return value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping instead of keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml; raise ``ParamsError`` naming the file and each bad key."""
     try:
         with open(path, encoding="utf-8") as stream:
-            raw = yaml.safe_load(stream)
+            raw = yaml.load(stream, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except OSError as error:
         raise ParamsError(f"cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:

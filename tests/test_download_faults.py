@@ -1,0 +1,250 @@
+"""Network faults test_download.py does not stage: resets, slow servers, retries that recover, redirect loops.
+
+A fault-injecting HTTP server on 127.0.0.1 serves each fault under its own folder. Every fault
+must end recovered (on the next try or the next source) or in one ``DownloadError`` naming the
+source and the reason, and leave the output folder with no unverified or temporary file.
+"""
+
+import gzip
+import hashlib
+import http.server
+import re
+import socket
+import struct
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.datasets import IdxFile
+from pipeline.download import DownloadError, fetch_file
+
+PAYLOAD = struct.pack(">II", 0x801, 64) + bytes(i % 10 for i in range(64))
+IDX = IdxFile("train-labels-idx1-ubyte", hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD))
+GOOD_GZ = gzip.compress(PAYLOAD)
+SHORT_TIMEOUT_S = 0.75
+SLOW_S = 10.0
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """Joins every handler thread on close; ``release`` wakes handlers that are still sleeping."""
+
+    daemon_threads = False
+    block_on_close = True
+    requests: Counter[str]
+    release: threading.Event
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that gave up (timeout, reset) is expected; anything else is reported."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """``/<fault>/<name>``: each fault is one method below; ``good`` serves the right file."""
+
+    server: _Server
+
+    def do_GET(self) -> None:
+        fault = self.path.split("/")[1]
+        self.server.requests[fault] += 1
+        getattr(self, f"fault_{fault}")(self.server.requests[fault])
+
+    def send_body(self, body: bytes, length: int | None = None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def fault_good(self, _: int) -> None:
+        self.send_body(GOOD_GZ)
+
+    def fault_reset(self, _: int) -> None:
+        """Headers and half the body, then an abortive close (TCP RST, no orderly FIN)."""
+        self.send_body(GOOD_GZ[: len(GOOD_GZ) // 2], length=len(GOOD_GZ))
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.rfile.close()  # the socket's last open file object, so the close below is the real one
+        self.connection.close()
+        self.close_connection = True
+
+    def fault_reset_once(self, count: int) -> None:
+        if count == 1:
+            self.fault_reset(count)
+        else:
+            self.fault_good(count)
+
+    def fault_unannounced_drop(self, _: int) -> None:
+        """Half the body with no Content-Length, then close: only the gzip framing shows the loss."""
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(GOOD_GZ[: len(GOOD_GZ) // 2])
+        self.close_connection = True
+
+    def fault_error_500(self, _: int) -> None:
+        self.send_error(500)
+
+    def fault_error_500_once(self, count: int) -> None:
+        if count == 1:
+            self.send_error(500)
+        else:
+            self.fault_good(count)
+
+    def fault_error_429_once(self, count: int) -> None:
+        if count == 1:
+            self.send_error(429)
+        else:
+            self.fault_good(count)
+
+    def fault_slow_headers(self, _: int) -> None:
+        """Nothing at all until long after the client's timeout."""
+        if not self.server.release.wait(SLOW_S):
+            self.fault_good(0)
+
+    def fault_slow_body(self, _: int) -> None:
+        """Headers and half the body, then silence past the client's timeout."""
+        self.send_body(GOOD_GZ[: len(GOOD_GZ) // 2], length=len(GOOD_GZ))
+        self.wfile.flush()
+        if not self.server.release.wait(SLOW_S):
+            self.wfile.write(GOOD_GZ[len(GOOD_GZ) // 2:])
+
+    def fault_wrong_bytes(self, _: int) -> None:
+        """A well-formed gzip of a file with the right size and the last byte changed."""
+        self.send_body(gzip.compress(PAYLOAD[:-1] + bytes([PAYLOAD[-1] ^ 0xFF])))
+
+    def fault_cut_half(self, _: int) -> None:
+        self.send_body(GOOD_GZ[: len(GOOD_GZ) // 2])
+
+    def fault_cut_trailer(self, _: int) -> None:
+        """Every compressed byte of the content, but no CRC-32 and size trailer."""
+        self.send_body(GOOD_GZ[:-8])
+
+    def fault_cut_header(self, _: int) -> None:
+        self.send_body(GOOD_GZ[:5])
+
+    def redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def fault_redirect_self(self, _: int) -> None:
+        self.redirect(self.path)
+
+    def fault_redirect_ping(self, _: int) -> None:
+        self.redirect(self.path.replace("/redirect_ping/", "/redirect_pong/"))
+
+    def fault_redirect_pong(self, _: int) -> None:
+        self.redirect(self.path.replace("/redirect_pong/", "/redirect_ping/"))
+
+    def fault_redirect_good(self, _: int) -> None:
+        self.redirect(self.path.replace("/redirect_good/", "/good/"))
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the test output clean."""
+
+
+@dataclass
+class Server:
+    base: str
+    requests: Counter[str]
+
+    def url(self, fault: str) -> str:
+        return f"{self.base}/{fault}/"
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    """The fault server; on teardown sleeping handlers are released and every handler thread is joined."""
+    httpd = _Server(("127.0.0.1", 0), _Handler)
+    httpd.requests, httpd.release = Counter(), threading.Event()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01})
+    thread.start()
+    try:
+        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", httpd.requests)
+    finally:
+        httpd.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+# fault -> (the reason in the error, as a regex; requests made with tries=2, 2 when it is retried as transient)
+FAILURES = {
+    "reset": (r"Connection reset by peer|body truncated", 2),
+    "unannounced_drop": (r"gzip stream ends early", 1),
+    "error_500": (r"HTTP 500 Internal Server Error \(after 2 tries\)", 2),
+    "slow_headers": (r"timed out \(after 2 tries\)", 2),
+    "slow_body": (r"read failed mid-body: timed out \(after 2 tries\)", 2),
+    "wrong_bytes": (rf"does not match the pinned {IDX.sha256}", 1),
+    "cut_half": (r"gzip stream ends early", 1),
+    "cut_trailer": (r"gzip stream ends early", 1),
+    "cut_header": (r"gzip stream ends early", 1),
+    "redirect_self": (r"HTTP 302 .*(loop|redirect)", 5),
+}
+
+def _options(fault: str) -> dict[str, Any]:
+    """Two tries; a short timeout only where the fault is slowness, so a busy machine cannot fake one."""
+    return {"tries": 2, "base_delay": 0.01, "timeout": SHORT_TIMEOUT_S if fault.startswith("slow") else 10.0}
+
+
+def _files(out: Path) -> list[str]:
+    """Every file left under ``out``, hidden temporaries included."""
+    return sorted(path.name for path in out.rglob("*") if path.is_file()) if out.exists() else []
+
+
+@pytest.mark.parametrize("fault", FAILURES)
+def test_fault_then_good_source_recovers_with_only_the_verified_file(
+    fault: str, server: Server, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    fetch_file(IDX, [server.url(fault), server.url("good")], out / IDX.name, **_options(fault))
+    assert (out / IDX.name).read_bytes() == PAYLOAD
+    assert _files(out) == [IDX.name]
+    assert server.requests[fault] == FAILURES[fault][1]
+    assert server.requests["good"] == 1
+
+
+@pytest.mark.parametrize(
+    "fault", list(FAILURES)
+)
+def test_fault_alone_is_one_download_error_line_naming_source_and_reason_and_leaves_nothing(
+    fault: str, server: Server, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(DownloadError) as raised:
+        fetch_file(IDX, [server.url(fault)], out / IDX.name, **_options(fault))
+    reason, requests = FAILURES[fault]
+    lines = str(raised.value).splitlines()
+    assert len(lines) == 3 and lines[2].startswith("Set MNIST_MIRROR"), lines
+    assert re.fullmatch(rf"  1\. {re.escape(server.url(fault) + IDX.gz_name)}: .*({reason}).*", lines[1]), lines[1]
+    assert server.requests[fault] == requests
+    assert _files(out) == []
+
+
+@pytest.mark.parametrize("fault", ["reset_once", "error_500_once", "error_429_once"])
+def test_transient_fault_recovers_on_the_next_try_of_the_same_source(
+    fault: str, server: Server, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    fetch_file(IDX, [server.url(fault)], out / IDX.name, **_options(fault))
+    assert (out / IDX.name).read_bytes() == PAYLOAD
+    assert _files(out) == [IDX.name]
+    assert server.requests[fault] == 2
+
+
+def test_redirect_is_followed_to_the_file(server: Server, tmp_path: Path) -> None:
+    fetch_file(IDX, [server.url("redirect_good")], tmp_path / IDX.name, **_options("redirect_good"))
+    assert (tmp_path / IDX.name).read_bytes() == PAYLOAD
+    assert server.requests["good"] == 1
+
+
+def test_redirect_ping_pong_is_not_followed_forever_nor_retried(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="HTTP 302"):
+        fetch_file(IDX, [server.url("redirect_ping")], tmp_path / IDX.name, tries=3, base_delay=0.01, timeout=5.0)
+    assert 2 <= server.requests["redirect_ping"] + server.requests["redirect_pong"] <= 11
+    assert _files(tmp_path) == []

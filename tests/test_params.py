@@ -1,0 +1,180 @@
+"""params.yaml validation: every bad value is a ParamsError naming its dotted key and what is allowed."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from pipeline.params import Params, ParamsError, load_params
+
+
+# case -> (params.yaml text, the dotted key the error names, what the error says is allowed, as a regex)
+BAD_PARAMS = {
+    "unknown-dataset": ("data:\n  dataset: cifar\n", "data.dataset", "'mnist' or 'fashion_mnist'"),
+    "val-fraction-one": ("data:\n  val_fraction: 1.0\n", "data.val_fraction", "less than 1"),
+    "val-fraction-negative": ("data:\n  val_fraction: -0.1\n", "data.val_fraction", "greater than or equal to 0"),
+    "mirrors-a-string": ("data:\n  mirrors: a string\n", "data.mirrors", "valid tuple"),
+    "latent-dim-zero": ("model:\n  latent_dim: 0\n", "model.latent_dim", "greater than or equal to 1"),
+    "latent-dim-fraction": ("model:\n  latent_dim: 2.5\n", "model.latent_dim", "valid integer"),
+    "epochs-negative": ("train:\n  epochs: -1\n", "train.epochs", "greater than or equal to 1"),
+    "epochs-quoted": ("train:\n  epochs: '5'\n", "train.epochs", "valid integer"),
+    "epochs-boolean": ("train:\n  epochs: true\n", "train.epochs", "valid integer"),
+    "batch-size-zero": ("train:\n  batch_size: 0\n", "train.batch_size", "greater than or equal to 1"),
+    "unknown-optimizer": ("train:\n  optimizer: adamw\n", "train.optimizer", "'rmsprop', 'adam' or 'sgd'"),
+    "learning-rate-zero": ("train:\n  learning_rate: 0\n", "train.learning_rate", "greater than 0"),
+    "learning-rate-nan": ("train:\n  learning_rate: .nan\n", "train.learning_rate", "greater than 0|finite"),
+    # YAML 1.1 reads 1e-3 (no dot) as a string; it must not be coerced silently.
+    "learning-rate-yaml11-string": ("train:\n  learning_rate: 1e-3\n", "train.learning_rate", "valid number"),
+    "beta-negative": ("train:\n  beta: -0.1\n", "train.beta", "greater than or equal to 0"),
+    "is-samples-zero": ("evaluate:\n  is_samples: 0\n", "evaluate.is_samples", "greater than or equal to 1"),
+    "grid-size-one": ("report:\n  grid_size: 1\n", "report.grid_size", "greater than or equal to 2"),
+    "grid-dims-three": ("report:\n  grid_dims: [0, 1, 2]\n", "report.grid_dims", "at most 2 items"),
+    "grid-dims-beyond-latent": (
+        "report:\n  grid_dims: [0, 5]\nmodel:\n  latent_dim: 2\n", "report.grid_dims", r"model\.latent_dim \(2\)"
+    ),
+    "negative-tolerance": (
+        "check:\n  tolerances:\n    x:\n      tolerance: -1\n", "check.tolerances.x.tolerance",
+        "greater than or equal to 0",
+    ),
+    "empty-section": ("train:\n", "train", "valid dictionary"),
+    "unknown-section": ("trainer:\n  epochs: 5\n", "trainer", "unknown key"),
+    "typo-key": ("train:\n  epoch: 5\n", "train.epoch", "unknown key"),
+    "grid-range-reversed": pytest.param(
+        "report:\n  grid_range: [3, -3]\n", "report.grid_range", "low < high",
+    ),
+    "grid-dims-equal": pytest.param(
+        "report:\n  grid_dims: [0, 0]\n", "report.grid_dims", "distinct",
+    ),
+    "learning-rate-infinite": pytest.param(
+        "train:\n  learning_rate: .inf\n", "train.learning_rate", "finite",
+    ),
+    "beta-infinite": pytest.param(
+        "train:\n  beta: .inf\n", "train.beta", "finite",
+    ),
+}
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("text", "key", "allowed"), BAD_PARAMS.values(), ids=BAD_PARAMS.keys())
+def test_bad_value_is_a_params_error_naming_the_file_the_dotted_key_and_what_is_allowed(
+    tmp_path: Path, text: str, key: str, allowed: str
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ParamsError) as raised:
+        load_params(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: invalid params:\n")
+    assert re.search(rf"^  {re.escape(key)}: |\s{re.escape(key)}\s", message, re.M), message
+    assert re.search(allowed, message), message
+
+
+@pytest.mark.parametrize(
+    ("text", "allowed"), [("train:\n  epoch: 5\n", "epochs"), ("trainer: {}\n", "evaluate")], ids=["key", "section"]
+)
+def test_unknown_key_error_lists_the_keys_allowed_there(tmp_path: Path, text: str, allowed: str) -> None:
+    with pytest.raises(ParamsError) as raised:
+        load_params(_write(tmp_path, text))
+    assert allowed in str(raised.value)
+
+
+def test_duplicate_key_is_a_params_error(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="(?i)duplicate.*epochs|epochs.*duplicate"):
+        load_params(_write(tmp_path, "train:\n  epochs: 3\n  epochs: 7\n"))
+
+
+def test_every_bad_key_in_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    path = _write(tmp_path, "train:\n  epochs: 0\n  optimizer: adamw\nmodel:\n  latent_dim: -1\n")
+    with pytest.raises(ParamsError) as raised:
+        load_params(path)
+    keys = sorted(line.split(":")[0].strip() for line in str(raised.value).splitlines()[1:])
+    assert keys == ["model.latent_dim", "train.epochs", "train.optimizer"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("train: [\n", "is not valid YAML"),
+        ("train:\n  epochs: 5\n bad indent: 1\n", "is not valid YAML"),
+        ("- data\n- train\n", "params must be a mapping of sections, got list"),
+        ("just a string\n", "params must be a mapping of sections, got str"),
+    ],
+    ids=["unclosed-bracket", "bad-indent", "a-list", "a-string"],
+)
+def test_unparseable_file_is_a_params_error_naming_the_file(tmp_path: Path, text: str, reason: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ParamsError) as raised:
+        load_params(path)
+    assert str(raised.value).startswith(str(path))
+    assert reason in str(raised.value)
+
+
+def test_missing_file_is_a_params_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match=f"cannot read {tmp_path / 'absent.yaml'}: No such file"):
+        load_params(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("text", ["", "# every knob left at its default\n", "{}\n"])
+def test_empty_file_gives_the_defaults(tmp_path: Path, text: str) -> None:
+    assert load_params(_write(tmp_path, text)) == Params()
+
+
+def test_params_are_immutable(tmp_path: Path) -> None:
+    params = load_params(_write(tmp_path, "train:\n  epochs: 3\n"))
+    with pytest.raises(pydantic.ValidationError):
+        params.train.epochs = 4  # type: ignore[misc]
+    assert params.train.epochs == 3
+
+
+def test_flat_gives_every_param_by_dotted_key_in_json_form(tmp_path: Path) -> None:
+    params = load_params(_write(tmp_path, (
+        "data:\n  mirrors: [/a, /b]\nreport:\n  grid_range: [-2, 2]\n"
+        "check:\n  tolerances:\n    test_neg_elbo: {tolerance: 0.5}\n"
+    )))
+    flat = params.flat()
+    assert flat["train.epochs"] == 5
+    assert flat["data.mirrors"] == ["/a", "/b"]
+    assert flat["report.grid_range"] == [-2, 2]
+    assert flat["check.tolerances.test_neg_elbo.tolerance"] == 0.5
+    assert flat["check.tolerances.test_neg_elbo.higher_is_better"] is False
+    assert all(not isinstance(value, dict) for value in flat.values())
+    assert {key.split(".")[0] for key in flat} == {"data", "model", "train", "evaluate", "report", "check"}
+
+
+def test_flat_exclude_drops_whole_sections_only() -> None:
+    full = Params().flat()
+    flat = Params().flat(exclude=frozenset({"check", "report"}))
+    assert flat == {key: value for key, value in full.items() if not key.startswith(("check.", "report."))}
+    assert "check.tolerances" in full and "train.epochs" in flat
+
+
+def test_stage_cli_prints_one_error_block_naming_the_key_exits_1_and_never_imports_tensorflow(
+    tmp_path: Path,
+) -> None:
+    """Through ``python -m pipeline train`` (the dispatcher), so ``__main__`` is covered too."""
+    _write(tmp_path, "train:\n  epochs: 0\n")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipeline", "train", "--params", "params.yaml"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    imports = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+    messages = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    modules = {line.rsplit("|", 1)[1].strip() for line in imports[1:]}
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert messages == [
+        "train: error: params.yaml: invalid params:",
+        "  train.epochs: Input should be greater than or equal to 1 (got 0)",
+    ]
+    assert "pipeline.params" in modules
+    assert not {name for name in modules if name.split(".")[0] in {"tensorflow", "keras", "jax", "torch"}}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]
