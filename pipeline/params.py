@@ -139,7 +139,8 @@ def _describe(error: ValidationError) -> str:
         if problem["type"] == "extra_forbidden":
             allowed = _allowed_keys(problem["loc"])
             message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-        lines.append(f"  {dotted}: {message} (got {problem.get('input')!r})")
+        got = problem.get("input")
+        lines.append(f"  {dotted}: {message} (got {list(got) if isinstance(got, tuple) else got!r})")
     return "\n".join(lines)
 
 
