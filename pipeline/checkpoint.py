@@ -7,6 +7,7 @@ checkpoint from other params or data is never resumed. Written atomically after 
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,11 +57,11 @@ class EpochCheckpoint:
         try:
             with np.load(self.path) as stored:
                 meta = json.loads(str(stored["meta"]))
-                arrays = [stored[f"v{index}"] for index in range(len(variables))]
-        except (OSError, ValueError, KeyError):
-            return []  # unreadable or from another model: start afresh
-        if meta.get("fingerprint") != self.fingerprint:
-            return []
+                arrays = [stored[f"v{index}"] for index in range(len(stored.files) - 1)]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return []  # unreadable: start afresh
+        if meta.get("fingerprint") != self.fingerprint or not _fits(arrays, variables):
+            return []  # other params, data or model code: start afresh
         for variable, value in zip(variables, arrays, strict=True):
             variable.assign(value)
         return meta["history"]
@@ -68,3 +69,12 @@ class EpochCheckpoint:
     def remove(self) -> None:
         """Delete the checkpoint once the final model is saved."""
         self.path.unlink(missing_ok=True)
+
+
+def _fits(arrays: Sequence[np.ndarray], variables: Sequence[Variable]) -> bool:
+    """Whether ``arrays`` are one per variable, each of its shape and dtype."""
+    current = [variable.numpy() for variable in variables]
+    return len(arrays) == len(current) and all(
+        array.shape == value.shape and array.dtype == value.dtype
+        for array, value in zip(arrays, current, strict=True)
+    )
