@@ -1,9 +1,10 @@
 """What every stage's ``main`` shares: argument parsing and turning failures into one clear line."""
 
 import argparse
+import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pipeline.errors import PipelineError
@@ -20,6 +21,11 @@ def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
         "--params", type=Path, default=PARAMS_FILE, help=f"params file (default: {PARAMS_FILE})"
     )
     return parser
+
+
+def show_progress(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether to report progress: only for a person watching a terminal, never in CI."""
+    return sys.stderr.isatty() and not environ.get("CI")
 
 
 def add_model_paths(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from pipeline import fetch
 from pipeline.atomic import atomic_path
-from pipeline.cli import run_stage, stage_parser
+from pipeline.cli import run_stage, show_progress, stage_parser
 from pipeline.datasets import DATASETS, DatasetSpec, IdxFile, Role
 from pipeline.errors import PipelineError
 from pipeline.params import load_params
@@ -83,11 +83,6 @@ def fetch_dataset(spec: DatasetSpec, sources: Sequence[str], out_dir: Path, *, t
         fetch_file(idx, sources, paths[role], tries=tries, base_delay=base_delay, timeout=timeout,
                    progress=progress)
     return paths
-
-
-def show_progress(environ: Mapping[str, str]) -> bool:
-    """Whether to draw progress bars: only for a person watching a terminal, never in CI."""
-    return sys.stderr.isatty() and not environ.get("CI")
 
 
 def _failure_message(idx: IdxFile, failures: Sequence[str]) -> str:

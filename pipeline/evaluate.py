@@ -117,7 +117,7 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
     atomic.write_json(metrics_file, metrics)
     class_names = DATASETS[params.data.dataset].class_names
     atomic.write_text(per_class_file, per_class_csv(scores.neg_elbo, y_test, class_names))
-    tracking.log_results(run, metrics, artifacts=[per_class_file])
+    tracking.log_results(run, metrics, artifacts=[per_class_file], settings=params.section("evaluate"))
     return metrics
 
 

@@ -108,14 +108,19 @@ class Params(_Section):
 
     def flat(self, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
         """Every param as ``{"section.key": value}``, the form MLflow and DVC show, less ``exclude`` sections."""
-        return dict(_flatten(self.model_dump(mode="json", exclude=set(exclude))))
+        return dict(flatten(self.model_dump(mode="json", exclude=set(exclude))))
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One section's params as ``{"section.key": value}``."""
+        return dict(flatten(getattr(self, name).model_dump(mode="json"), f"{name}."))
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Nested mappings as ``("a.b.c", leaf)`` pairs."""
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            yield from _flatten(value, f"{dotted}.")
+            yield from flatten(value, f"{dotted}.")
         else:
             yield dotted, value
 

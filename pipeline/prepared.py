@@ -13,7 +13,6 @@ import numpy as np
 from pipeline.atomic import atomic_path
 from pipeline.errors import PipelineError
 
-SPLITS = ("train", "val", "test")
 
 
 class PreparedDataError(PipelineError):

@@ -136,7 +136,7 @@ def report(params: Params, prepared: Path, model_file: Path, run_file: Path, met
     ref = tracking.open_training_run(run_file)
     written = write_report(params, load_vae_parts(model_file), x_test, y_test, history, metrics,
                            ref.run_id, out)
-    tracking.log_results(ref, {}, artifacts=written)
+    tracking.log_results(ref, {}, artifacts=written, settings=params.section("report"))
     return written
 
 

@@ -7,21 +7,22 @@ anchored at the real project root so those runs land in the same place.
 """
 
 import json
+import functools
 import os
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import mlflow
 from filelock import FileLock
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline import atomic
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 TEMPORARY_EXPERIMENT_DIR = os.path.join(".dvc", "tmp", "exps")
+P = ParamSpec("P")
+R = TypeVar("R")
+
 PIPELINE_TAG = "pipeline.stage"
 HOST_TAG = "pipeline.host"
 PID_TAG = "pipeline.pid"
@@ -52,6 +56,23 @@ class RunRef:
     run_id: str
     experiment_id: str
     tracking_uri: str
+
+
+def _store_errors(function: Callable[P, R]) -> Callable[P, R]:
+    """Report an MLflow store failure (locked database, server error) as one ``TrackingError`` line."""
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except mlflow.exceptions.MlflowException as error:
+            raise TrackingError(f"MLflow tracking store {mlflow.get_tracking_uri()}: {error.message}") from None
+    return wrapper
+
+
+def _require_store(uri: str) -> None:
+    """Readers must not create an empty SQLite store where none was written."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise TrackingError(f"no MLflow tracking store at {uri}; run the train stage first")
 
 
 def project_root() -> Path:
@@ -94,6 +115,7 @@ def _first_use_lock(uri: str) -> AbstractContextManager[object]:
     return FileLock(uri.removeprefix("sqlite:///") + ".lock", timeout=STORE_LOCK_TIMEOUT_S)
 
 
+@_store_errors
 def ensure_experiment(name: str, root: Path | None = None) -> str:
     """The id of experiment ``name``, created on first use with artifacts under the project root."""
     with _first_use_lock(mlflow.get_tracking_uri()):
@@ -152,9 +174,9 @@ def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[st
     run_name, dvc_tags = run_name_and_tags()
     owner = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
     all_tags = {**git_tags(Path.cwd()), **dvc_tags, **tags, **owner, PIPELINE_TAG: "train"}
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags)
+    run = _store_errors(mlflow.start_run)(experiment_id=experiment_id, run_name=run_name, tags=all_tags)
     try:
-        mlflow.log_params({key: _param_value(value) for key, value in params.items()})
+        _store_errors(mlflow.log_params)({key: _param_value(value) for key, value in params.items()})
         yield RunRef(run.info.run_id, experiment_id, uri)
     except KeyboardInterrupt:
         mlflow.end_run("KILLED")
@@ -165,6 +187,7 @@ def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[st
     mlflow.end_run("FINISHED")
 
 
+@_store_errors
 def fail_abandoned_runs(experiment_id: str) -> list[str]:
     """Mark FAILED the RUNNING training runs started on this host by a process that no longer exists."""
     client = MlflowClient()
@@ -193,6 +216,7 @@ def _process_alive(pid: str | None) -> bool:
     return True
 
 
+@_store_errors
 def set_tag(key: str, value: str) -> None:
     """Tag the active run."""
     mlflow.set_tag(key, value)
@@ -202,14 +226,17 @@ def _param_value(value: object) -> str:
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
 
 
+@_store_errors
 def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
     """Per-epoch metrics, with the epoch (from 1) as the step."""
     mlflow.log_metrics(dict(logs), step=epoch + 1)
 
 
+@_store_errors
 def search_runs(experiment: str) -> "pd.DataFrame":
     """Every run of ``experiment`` in the configured store as MLflow's DataFrame, newest first."""
     uri = configure()
+    _require_store(uri)
     if MlflowClient().get_experiment_by_name(experiment) is None:
         raise TrackingError(f"no MLflow experiment {experiment!r} at {uri}")
     runs = mlflow.search_runs(experiment_names=[experiment], output_format="pandas")
@@ -231,10 +258,11 @@ def read_run_ref(path: Path) -> RunRef:
         raise TrackingError(f"cannot read the training run from {path}: {error}") from None
 
 
+@_store_errors
 def open_training_run(path: Path) -> RunRef:
     """The training run recorded in ``path``, checked to exist in the configured store."""
     ref = read_run_ref(path)
-    configure()
+    _require_store(configure())
     try:
         run = MlflowClient().get_run(ref.run_id)
     except mlflow.exceptions.MlflowException:
@@ -248,15 +276,26 @@ def open_training_run(path: Path) -> RunRef:
     return ref
 
 
-def log_results(ref: RunRef, metrics: Mapping[str, float], artifacts: Sequence[Path] = ()) -> None:
-    """Add final metrics and files to a finished run without changing its status."""
+@_store_errors
+def log_results(ref: RunRef, metrics: Mapping[str, float], artifacts: Sequence[Path] = (),
+                settings: Mapping[str, object] | None = None) -> None:
+    """Add final metrics and files to a finished run without changing its status.
+
+    ``settings`` are the params of the stage that computed them, recorded as tags: unlike MLflow
+    params, tags may change when the stage reruns on the same training run with other params.
+    """
     client = MlflowClient()
     timestamp = int(time.time() * 1000)
-    client.log_batch(ref.run_id, metrics=[Metric(key, float(value), timestamp, 0) for key, value in metrics.items()])
+    client.log_batch(
+        ref.run_id,
+        metrics=[Metric(key, float(value), timestamp, 0) for key, value in metrics.items()],
+        tags=[RunTag(key, _param_value(value)) for key, value in (settings or {}).items()],
+    )
     for artifact in artifacts:
         client.log_artifact(ref.run_id, str(artifact))
 
 
+@_store_errors
 def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -> str:
     """Record the data a run used as an MLflow dataset input and tag its digest; return the digest."""
     dataset = mlflow.data.from_numpy(features, source=str(Path(source).resolve()), name=name)
@@ -265,6 +304,7 @@ def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -
     return dataset.digest
 
 
+@_store_errors
 def log_keras_model(model: "keras.Model", input_example: "np.ndarray") -> None:
     """Log the model as an MLflow Keras-flavor model with a signature and an input example.
 

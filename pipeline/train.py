@@ -6,7 +6,6 @@ Params are validated before TensorFlow is imported, so a bad value fails before 
 import argparse
 import csv
 import io
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -14,12 +13,14 @@ from pathlib import Path
 
 from pipeline import atomic, tracking
 from pipeline.checkpoint import EpochCheckpoint, fingerprint
-from pipeline.cli import add_model_paths, run_stage, stage_parser
+from pipeline.cli import add_model_paths, run_stage, show_progress, stage_parser
 from pipeline.params import Params, load_params
 from pipeline.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
 from pipeline.prepared import load_split
 
 INPUT_EXAMPLE_ROWS = 5
+LATER_STAGE_SECTIONS = frozenset({"evaluate", "report", "check"})
+"""Params the training does not read: logged by the stages that do, so a run never shows stale ones."""
 
 
 def validation_split(prepared: Path) -> str:
@@ -28,17 +29,21 @@ def validation_split(prepared: Path) -> str:
 
 
 def history_csv(history: Sequence[dict[str, float]]) -> str:
-    """The per-epoch logs as CSV with an ``epoch`` column counted from 1."""
+    """The per-epoch losses as CSV with an ``epoch`` column counted from 1.
+
+    Wall-clock ``seconds`` stay in MLflow only: the committed CSV changes only when results do.
+    """
+    columns = [name for name in history[0] if name != "seconds"]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["epoch", *history[0]], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=["epoch", *columns], lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for epoch, logs in enumerate(history, start=1):
-        writer.writerow({"epoch": epoch, **{key: f"{value:.6f}" for key, value in logs.items()}})
+        writer.writerow({"epoch": epoch, **{key: f"{logs[key]:.6f}" for key in columns}})
     return buffer.getvalue()
 
 
 def _progress(epoch: int, epochs: int, logs: dict[str, float]) -> None:
-    if sys.stderr.isatty() and not os.environ.get("CI"):
+    if show_progress():
         print(f"epoch {epoch + 1}/{epochs}  loss {logs['loss']:.2f}  val_neg_elbo {logs['val_neg_elbo']:.2f}"
               f"  {logs['seconds']:.1f}s", file=sys.stderr)
 
@@ -54,7 +59,8 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     config = TrainConfig(**params.model.model_dump(), **params.train.model_dump(exclude={"experiment"}))
     checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), x_train))
     tags = {"dataset": params.data.dataset, "validation_split": validation_split(prepared)}
-    with tracking.training_run(params.train.experiment, params.flat(), tags) as run:
+    logged_params = params.flat(exclude=LATER_STAGE_SECTIONS)
+    with tracking.training_run(params.train.experiment, logged_params, tags) as run:
         tracking.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
         trainer = VaeTrainer(config)
         logged: set[int] = set()
@@ -70,9 +76,9 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
             tracking.log_epoch(epoch, history[epoch])
         if resumed:
             tracking.set_tag("resumed_after_epoch", str(len(resumed)))
+        tracking.log_keras_model(trainer.vae, x_train[:INPUT_EXAMPLE_ROWS])
         with atomic.atomic_path(model_file) as temporary:
             trainer.vae.save(temporary)
-        tracking.log_keras_model(trainer.vae, x_train[:INPUT_EXAMPLE_ROWS])
         atomic.write_text(history_file, history_csv(history))
         tracking.write_run_ref(run_file, run)
     checkpoint.remove()
