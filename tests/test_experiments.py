@@ -1,0 +1,173 @@
+"""DVC experiments end to end in a clone: each lands one complete MLflow run in the clone's own store.
+
+One module-wide clone of the repository (with the working tree's uncommitted changes to tracked
+files applied) builds download and prepare once; every experiment then trains for one epoch with
+cheap evaluate and report settings. ``dvc`` runs as a subprocess of this interpreter, with the
+venv's ``python`` first on ``PATH`` for the stage commands and no ``MLFLOW_TRACKING_URI``, so the
+pipeline falls back to ``<clone>/mlflow.db`` exactly as it does for a user.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SMALL = ("train.epochs=1", "evaluate.is_samples=20", "evaluate.elbo_samples=2", "report.grid_size=5")
+EXPERIMENT = "vae-mnist"
+TEST_METRICS = ("test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units")
+REPORT_ARTIFACTS = {"index.html", "manifold.png", "latent_scatter.png", "reconstructions.png", "samples.png",
+                    "learning_curves.png", "per_class.csv", "model"}
+QUEUE_DEADLINE_S = 900.0
+POLL_S = 10.0  # each `dvc exp show` costs ~2 s of CPU on a 2-core runner
+GIT_IDENTITY = {  # `dvc exp run --queue` commits, and CI runners have no git user configured
+    "GIT_AUTHOR_NAME": "pytest", "GIT_AUTHOR_EMAIL": "pytest@example.invalid",
+    "GIT_COMMITTER_NAME": "pytest", "GIT_COMMITTER_EMAIL": "pytest@example.invalid",
+}
+UNSET = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
+
+
+@dataclass(frozen=True)
+class Project:
+    """A clone of the repository with download and prepare built and cached."""
+
+    root: Path
+    env: dict[str, str]
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``python -m dvc ARGS`` in the clone; fails the test with DVC's output when it fails."""
+        done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=self.root, env=self.env,
+                              capture_output=True, text=True, check=False)
+        if check and done.returncode != 0:
+            output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            pytest.fail(f"dvc {' '.join(args)} exited {done.returncode}:\n{output}")
+        return done
+
+    def client(self) -> MlflowClient:
+        """A client of the store the pipeline uses by default: the clone's ``mlflow.db``."""
+        return MlflowClient(tracking_uri=f"sqlite:///{self.root / 'mlflow.db'}")
+
+    def run_of(self, name: str) -> Run:
+        """The one MLflow run tagged with DVC experiment ``name``."""
+        client = self.client()
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        assert experiment is not None, f"no MLflow experiment {EXPERIMENT!r} in {self.root / 'mlflow.db'}"
+        runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`dvc.experiment` = '{name}'")
+        assert len(runs) == 1, f"{len(runs)} MLflow runs tagged dvc.experiment={name}"
+        return runs[0]
+
+    def shown(self) -> dict[str, dict]:
+        """``dvc exp show --json`` as {experiment name: its row (``data`` holds metrics) plus ``executor``}."""
+        rows = json.loads(self.dvc("exp", "show", "--json").stdout)
+        return {
+            experiment["name"]: {**experiment["revs"][0], "executor": experiment["executor"]}
+            for row in rows for experiment in row.get("experiments") or []
+        }
+
+
+def overrides(*params: str) -> list[str]:
+    """``-S`` options: the given params, then the cheap settings shared by every experiment here."""
+    return [option for param in (*params, *SMALL) for option in ("-S", param)]
+
+
+def git(cwd: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Project:
+    """Clone the repository, apply its uncommitted changes, and build download and prepare."""
+    root = tmp_path_factory.mktemp("experiments") / "clone"
+    git(REPO_ROOT, "clone", "--quiet", str(REPO_ROOT), str(root))
+    changes = git(REPO_ROOT, "diff", "HEAD", "--binary")
+    if changes:
+        git(root, "apply", "--whitespace=nowarn", "-", stdin=changes)
+    env = {key: value for key, value in os.environ.items() if key not in UNSET}
+    env |= GIT_IDENTITY | {
+        "MNIST_MIRROR": str(mnist_dir),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+    }
+    project = Project(root, env)
+    project.dvc("repro", "prepare")
+    return project
+
+
+def assert_complete_run(project: Project, name: str, beta: str) -> Run:
+    """The run is FINISHED, named after the experiment, and holds test metrics and report files."""
+    run = project.run_of(name)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == name
+    assert run.data.params["train.beta"] == beta
+    assert run.data.params["train.epochs"] == "1"
+    missing = [metric for metric in TEST_METRICS if metric not in run.data.metrics]
+    assert not missing, f"{name}: evaluate logged no {missing}"
+    artifacts = {item.path for item in project.client().list_artifacts(run.info.run_id)}
+    assert REPORT_ARTIFACTS <= artifacts, f"{name}: missing artifacts {REPORT_ARTIFACTS - artifacts}"
+    assert run.info.artifact_uri.startswith((project.root / "mlartifacts").as_uri()), run.info.artifact_uri
+    return run
+
+
+def active_span(project: Project, name: str) -> tuple[int, int]:
+    """Milliseconds from the start of training to evaluate logging its metrics: the stretch of store writes."""
+    run = project.run_of(name)
+    [evaluated] = project.client().get_metric_history(run.info.run_id, "test_neg_elbo")
+    return run.info.start_time, evaluated.timestamp
+
+
+def shown_metric(shown: dict[str, dict], name: str, metric: str) -> float:
+    return shown[name]["data"]["metrics"]["reports/metrics.json"]["data"][metric]
+
+
+def wait_for_queue(project: Project, names: tuple[str, ...]) -> dict[str, dict]:
+    """Poll ``dvc exp show`` until no experiment in ``names`` is queued or running; bounded."""
+    deadline = time.monotonic() + QUEUE_DEADLINE_S
+    while True:
+        shown = project.shown()
+        states = {name: (shown.get(name, {}).get("executor") or {}).get("state") for name in names}
+        if all(state in ("success", "failed") for state in states.values()):
+            return shown
+        if time.monotonic() > deadline:
+            project.dvc("queue", "stop", "--kill", check=False)
+            pytest.fail(f"queue not done after {QUEUE_DEADLINE_S:.0f} s: {states}")
+        time.sleep(POLL_S)
+
+
+def queue_log(project: Project, name: str) -> str:
+    """The end of ``dvc queue logs NAME``, for failure messages."""
+    done = project.dvc("queue", "logs", name, check=False)
+    return (done.stdout + done.stderr)[-4000:]
+
+
+def test_exp_run_lands_finished_named_run_with_metrics_equal_to_exp_show(project: Project) -> None:
+    project.dvc("exp", "run", "-n", "exp-beta1", *overrides("train.beta=1.0"))
+    run = assert_complete_run(project, "exp-beta1", beta="1.0")
+    shown = project.shown()
+    assert "exp-beta1" in shown, f"dvc exp show lists {sorted(shown)}"
+    for metric in TEST_METRICS:
+        assert shown_metric(shown, "exp-beta1", metric) == pytest.approx(run.data.metrics[metric], rel=1e-12), metric
+
+
+def test_two_queued_experiments_run_in_parallel_into_the_main_store(project: Project) -> None:
+    variants = {"exp-queue-a": "0.5", "exp-queue-b": "2.0"}
+    for name, beta in variants.items():
+        project.dvc("exp", "run", "--queue", "-n", name, *overrides(f"train.beta={beta}"))
+    project.dvc("queue", "start", "-j", "2")
+    shown = wait_for_queue(project, tuple(variants))
+
+    for name, beta in variants.items():
+        state = shown[name]["executor"]["state"]
+        assert state == "success", f"{name} {state}:\n{queue_log(project, name)}"
+        run = assert_complete_run(project, name, beta=beta)
+        assert shown_metric(shown, name, "test_neg_elbo") == pytest.approx(run.data.metrics["test_neg_elbo"],
+                                                                            rel=1e-12)
+    (start_a, end_a), (start_b, end_b) = (active_span(project, name) for name in variants)
+    assert start_a < end_b and start_b < end_a, "the experiments did not overlap: -j 2 ran them one by one"
