@@ -39,7 +39,8 @@ def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: ar
               argv: Sequence[str] | None) -> int:
     """Parse ``argv``, run ``body``; report a ``PipelineError`` or Ctrl-C as one line and an exit code."""
     args = parser.parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # A shell that starts a job in the background ignores SIGINT in it; a stage must still stop cleanly.
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         body(args)
     except PipelineError as error:
@@ -49,10 +50,11 @@ def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: ar
         print(f"{stage}: interrupted; no partial output was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """Treat SIGTERM (``kill``, a CI runner stopping) like Ctrl-C, so cleanup and run status happen."""
+    """Ctrl-C, and SIGTERM (``kill``, a CI runner stopping) like it, so cleanup and run status happen."""
     raise KeyboardInterrupt

@@ -179,12 +179,28 @@ def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[st
         _store_errors(mlflow.log_params)({key: _param_value(value) for key, value in params.items()})
         yield RunRef(run.info.run_id, experiment_id, uri)
     except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
+        _close_interrupted_run(run.info.run_id, "KILLED")
         raise
     except BaseException:
-        mlflow.end_run("FAILED")
+        _close_interrupted_run(run.info.run_id, "FAILED")
         raise
     mlflow.end_run("FINISHED")
+
+
+def _close_interrupted_run(run_id: str, status: str) -> None:
+    """End the active run with ``status`` while another error is on its way out.
+
+    A Ctrl-C can land inside an MLflow write and leave that store connection unusable; then a
+    fresh client sets the status. Should that fail too, the run stays RUNNING until the next
+    training marks it FAILED, and the original error, not this one, reaches the user.
+    """
+    try:
+        mlflow.end_run(status)  # leaves the active run whether or not the store call succeeds
+    except Exception:  # noqa: BLE001  (any store failure: the error being raised matters more)
+        try:
+            MlflowClient().set_terminated(run_id, status)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 @_store_errors
