@@ -6,11 +6,13 @@ DVC runs queued and ``--temp`` experiments in copies under ``.dvc/tmp/exps/``; t
 anchored at the real project root so those runs land in the same place.
 """
 
-import json
 import functools
+import json
 import os
+import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -63,10 +65,30 @@ def _store_errors(function: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return function(*args, **kwargs)
+            with _interruptions_deferred():
+                return function(*args, **kwargs)
         except mlflow.exceptions.MlflowException as error:
             raise TrackingError(f"MLflow tracking store {mlflow.get_tracking_uri()}: {error.message}") from None
     return wrapper
+
+
+@contextmanager
+def _interruptions_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until a write to a local SQLite store is done (milliseconds).
+
+    Raised inside SQLAlchemy, the interrupt leaves its session half-updated and prints internal
+    errors; delivered afterwards, it stops the stage cleanly. Calls to a server are not held,
+    so a hanging server can still be interrupted.
+    """
+    local = mlflow.get_tracking_uri().startswith("sqlite:")
+    if not local or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _require_store(uri: str) -> None:
@@ -184,7 +206,7 @@ def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[st
     except BaseException:
         _close_interrupted_run(run.info.run_id, "FAILED")
         raise
-    mlflow.end_run("FINISHED")
+    _store_errors(mlflow.end_run)("FINISHED")
 
 
 def _close_interrupted_run(run_id: str, status: str) -> None:
