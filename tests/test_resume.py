@@ -29,6 +29,7 @@ from pipeline.paths import CHECKPOINT_DIR, MODEL_FILE, RUN_FILE, TRAIN_HISTORY_F
 from pipeline.prepared import save_split
 from pipeline.train import main
 from pipeline.training import TrainConfig, VaeTrainer
+from synthetic import synthetic_digits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_FILE = CHECKPOINT_DIR / "train.npz"
@@ -50,14 +51,6 @@ def stage_config() -> TrainConfig:
     params = parse_params(STAGE_PARAMS)
     return TrainConfig(**params.model.model_dump(), **params.train.model_dump(exclude={"experiment"}))
 
-
-def synthetic_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ten binary prototypes with 5 % of pixels flipped: float32 rows in [0, 1] and uint8 labels."""
-    rng = np.random.default_rng(seed)
-    prototypes = np.random.default_rng(0).random((10, 784)) < 0.2
-    labels = (np.arange(count) % 10).astype(np.uint8)
-    flips = rng.random((count, 784)) < 0.05
-    return (prototypes[labels] ^ flips).astype(np.float32), labels
 
 
 def without_timing(history: list[dict[str, float]]) -> list[dict[str, float]]:

@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.params import load_params
 from pipeline.prepared import save_split
 from pipeline.train import LATER_STAGE_SECTIONS, main
+from synthetic import synthetic_digits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOSS_NAMES = ("loss", "reconstruction_loss", "kl_loss", "neg_elbo")
@@ -32,14 +33,6 @@ SMALL_PARAMS: dict[str, Any] = {
               "beta": 0.1, "seed": 7, "experiment": "vae-stage-test"},
 }
 
-
-def synthetic_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ten binary prototypes with 5 % of pixels flipped: float32 rows in [0, 1] and uint8 labels."""
-    rng = np.random.default_rng(seed)
-    prototypes = np.random.default_rng(0).random((10, 784)) < 0.2
-    labels = (np.arange(count) % 10).astype(np.uint8)
-    flips = rng.random((count, 784)) < 0.05
-    return (prototypes[labels] ^ flips).astype(np.float32), labels
 
 
 def write_project(root: Path, **overrides: dict[str, Any]) -> None:
