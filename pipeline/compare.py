@@ -1,6 +1,6 @@
 """``python -m pipeline compare``: the tracked training runs of an experiment, side by side.
 
-One row per run in the store ``tracking.configure`` points at: its name (the DVC experiment
+One row per run in the store ``tracking_store.configure`` points at: its name (the DVC experiment
 when ``dvc exp`` ran it), short id, status and start time, the params that differ between runs
 (all of them with ``--all-params``), then the test metrics and the last epoch's losses. The
 best test ``neg_elbo`` comes first; runs without one come last, newest first.

@@ -1,54 +1,44 @@
-"""Every MLflow call of the pipeline: where the store is, opening and closing runs, what is logged.
+"""What the pipeline records in MLflow: the training run, its epochs, model and results.
 
-The default store is a SQLite file at the project root with artifacts beside it, so ``mlflow ui``
-run there shows every run. ``MLFLOW_TRACKING_URI`` points the pipeline at a server instead.
-DVC runs queued and ``--temp`` experiments in copies under ``.dvc/tmp/exps/``; the store is
-anchored at the real project root so those runs land in the same place.
+Where the store is and how its failures surface live in ``pipeline.tracking_store``; together
+they hold every MLflow call of the pipeline.
 """
 
-import functools
 import json
 import os
-import signal
 import socket
 import subprocess
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
 import mlflow
-from filelock import FileLock
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline import atomic
-from pipeline.errors import PipelineError
-from pipeline.paths import MLFLOW_ARTIFACTS_DIR, MLFLOW_DB_FILE
+from pipeline.paths import MLFLOW_ARTIFACTS_DIR
+from pipeline.tracking_store import (
+    TrackingError,
+    configure,
+    first_use_lock,
+    project_root,
+    require_store,
+    store_errors,
+)
 
 if TYPE_CHECKING:
     import keras
     import numpy as np
     import pandas as pd
 
-TEMPORARY_EXPERIMENT_DIR = os.path.join(".dvc", "tmp", "exps")
-P = ParamSpec("P")
-R = TypeVar("R")
 
 PIPELINE_TAG = "pipeline.stage"
 HOST_TAG = "pipeline.host"
 PID_TAG = "pipeline.pid"
-SERVER_PROBE_TIMEOUT_S = 5.0
-STORE_LOCK_TIMEOUT_S = 120.0
-
-
-class TrackingError(PipelineError):
-    """The tracking store cannot be reached or does not hold the expected run."""
 
 
 @dataclass(frozen=True)
@@ -60,87 +50,10 @@ class RunRef:
     tracking_uri: str
 
 
-def _store_errors(function: Callable[P, R]) -> Callable[P, R]:
-    """Report an MLflow store failure (locked database, server error) as one ``TrackingError`` line."""
-    @functools.wraps(function)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            with _interruptions_deferred():
-                return function(*args, **kwargs)
-        except mlflow.exceptions.MlflowException as error:
-            raise TrackingError(f"MLflow tracking store {mlflow.get_tracking_uri()}: {error.message}") from None
-    return wrapper
-
-
-@contextmanager
-def _interruptions_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until a write to a local SQLite store is done (milliseconds).
-
-    Raised inside SQLAlchemy, the interrupt leaves its session half-updated and prints internal
-    errors; delivered afterwards, it stops the stage cleanly. Calls to a server are not held,
-    so a hanging server can still be interrupted.
-    """
-    local = mlflow.get_tracking_uri().startswith("sqlite:")
-    if not local or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
-
-
-def _require_store(uri: str) -> None:
-    """Readers must not create an empty SQLite store where none was written."""
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise TrackingError(f"no MLflow tracking store at {uri}; run the train stage first")
-
-
-def project_root() -> Path:
-    """The real project root: ``DVC_ROOT`` (or the working directory), outside any DVC temp copy."""
-    root = Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
-    text = str(root)
-    marker = f"{os.sep}{TEMPORARY_EXPERIMENT_DIR}{os.sep}"
-    return Path(text.split(marker, 1)[0]) if marker in text else root
-
-
-def default_tracking_uri(root: Path) -> str:
-    """The embedded store: ``sqlite:////abs/path/mlflow.db``."""
-    return f"sqlite:///{root / MLFLOW_DB_FILE}"
-
-
-def configure(root: Path | None = None) -> str:
-    """Point MLflow at ``MLFLOW_TRACKING_URI`` or the embedded store; fail fast if a server is down."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root or project_root())
-    if uri.startswith(("http://", "https://")):
-        _probe_server(uri)
-    mlflow.set_tracking_uri(uri)
-    return uri
-
-
-def _probe_server(uri: str) -> None:
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_PROBE_TIMEOUT_S):
-            pass
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason}); "
-                            "start it or unset MLFLOW_TRACKING_URI") from None
-
-
-def _first_use_lock(uri: str) -> AbstractContextManager[object]:
-    """Serialise first use of a SQLite store: MLflow's table creation and experiment creation race
-    when ``dvc queue start -j 2`` starts two trainings on a fresh store."""
-    if not uri.startswith("sqlite:///"):
-        return nullcontext()
-    return FileLock(uri.removeprefix("sqlite:///") + ".lock", timeout=STORE_LOCK_TIMEOUT_S)
-
-
-@_store_errors
+@store_errors
 def ensure_experiment(name: str, root: Path | None = None) -> str:
     """The id of experiment ``name``, created on first use with artifacts under the project root."""
-    with _first_use_lock(mlflow.get_tracking_uri()):
+    with first_use_lock(mlflow.get_tracking_uri()):
         return _get_or_create_experiment(name, root)
 
 
@@ -196,9 +109,9 @@ def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[st
     run_name, dvc_tags = run_name_and_tags()
     owner = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
     all_tags = {**git_tags(Path.cwd()), **dvc_tags, **tags, **owner, PIPELINE_TAG: "train"}
-    run = _store_errors(mlflow.start_run)(experiment_id=experiment_id, run_name=run_name, tags=all_tags)
+    run = store_errors(mlflow.start_run)(experiment_id=experiment_id, run_name=run_name, tags=all_tags)
     try:
-        _store_errors(mlflow.log_params)({key: _param_value(value) for key, value in params.items()})
+        store_errors(mlflow.log_params)({key: _param_value(value) for key, value in params.items()})
         yield RunRef(run.info.run_id, experiment_id, uri)
     except KeyboardInterrupt:
         _close_interrupted_run(run.info.run_id, "KILLED")
@@ -206,7 +119,7 @@ def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[st
     except BaseException:
         _close_interrupted_run(run.info.run_id, "FAILED")
         raise
-    _store_errors(mlflow.end_run)("FINISHED")
+    store_errors(mlflow.end_run)("FINISHED")
 
 
 def _close_interrupted_run(run_id: str, status: str) -> None:
@@ -225,7 +138,7 @@ def _close_interrupted_run(run_id: str, status: str) -> None:
             pass
 
 
-@_store_errors
+@store_errors
 def fail_abandoned_runs(experiment_id: str) -> list[str]:
     """Mark FAILED the RUNNING training runs started on this host by a process that no longer exists."""
     client = MlflowClient()
@@ -254,7 +167,7 @@ def _process_alive(pid: str | None) -> bool:
     return True
 
 
-@_store_errors
+@store_errors
 def set_tag(key: str, value: str) -> None:
     """Tag the active run."""
     mlflow.set_tag(key, value)
@@ -264,17 +177,17 @@ def _param_value(value: object) -> str:
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
 
 
-@_store_errors
+@store_errors
 def log_epoch(epoch: int, logs: Mapping[str, float]) -> None:
     """Per-epoch metrics, with the epoch (from 1) as the step."""
     mlflow.log_metrics(dict(logs), step=epoch + 1)
 
 
-@_store_errors
+@store_errors
 def search_runs(experiment: str) -> "pd.DataFrame":
     """Every run of ``experiment`` in the configured store as MLflow's DataFrame, newest first."""
     uri = configure()
-    _require_store(uri)
+    require_store(uri)
     if MlflowClient().get_experiment_by_name(experiment) is None:
         raise TrackingError(f"no MLflow experiment {experiment!r} at {uri}")
     runs = mlflow.search_runs(experiment_names=[experiment], output_format="pandas")
@@ -296,11 +209,11 @@ def read_run_ref(path: Path) -> RunRef:
         raise TrackingError(f"cannot read the training run from {path}: {error}") from None
 
 
-@_store_errors
+@store_errors
 def open_training_run(path: Path) -> RunRef:
     """The training run recorded in ``path``, checked to exist in the configured store."""
     ref = read_run_ref(path)
-    _require_store(configure())
+    require_store(configure())
     try:
         run = MlflowClient().get_run(ref.run_id)
     except mlflow.exceptions.MlflowException:
@@ -314,7 +227,7 @@ def open_training_run(path: Path) -> RunRef:
     return ref
 
 
-@_store_errors
+@store_errors
 def log_results(ref: RunRef, metrics: Mapping[str, float], artifacts: Sequence[Path] = (),
                 settings: Mapping[str, object] | None = None) -> None:
     """Add final metrics and files to a finished run without changing its status.
@@ -333,7 +246,7 @@ def log_results(ref: RunRef, metrics: Mapping[str, float], artifacts: Sequence[P
         client.log_artifact(ref.run_id, str(artifact))
 
 
-@_store_errors
+@store_errors
 def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -> str:
     """Record the data a run used as an MLflow dataset input and tag its digest; return the digest."""
     dataset = mlflow.data.from_numpy(features, source=str(Path(source).resolve()), name=name)
@@ -342,7 +255,7 @@ def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -
     return dataset.digest
 
 
-@_store_errors
+@store_errors
 def log_keras_model(model: "keras.Model", input_example: "np.ndarray") -> None:
     """Log the model as an MLflow Keras-flavor model with a signature and an input example.
 

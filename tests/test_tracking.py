@@ -16,7 +16,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
+from pipeline import tracking, tracking_store
 from pipeline.params import Params
 from pipeline.tracking import RunRef, TrackingError
 
@@ -106,7 +106,7 @@ def test_project_root_strips_temporary_copy_used_as_working_directory(
 
 
 def test_default_tracking_uri_is_sqlite_file_at_project_root() -> None:
-    assert tracking.default_tracking_uri(Path("/x/repo")) == "sqlite:////x/repo/mlflow.db"
+    assert tracking_store.default_tracking_uri(Path("/x/repo")) == "sqlite:////x/repo/mlflow.db"
 
 
 def test_configure_without_tracking_uri_uses_store_of_real_root_from_temporary_copy(

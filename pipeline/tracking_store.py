@@ -1,0 +1,112 @@
+"""Where the MLflow store is, and how calls to it fail: the plumbing under ``pipeline.tracking``.
+
+The default store is a SQLite file at the project root with artifacts beside it, so ``mlflow ui``
+run there shows every run. ``MLFLOW_TRACKING_URI`` points the pipeline at a server instead.
+DVC runs queued and ``--temp`` experiments in copies under ``.dvc/tmp/exps/``; the store is
+anchored at the real project root so those runs land in the same place.
+"""
+
+import functools
+import os
+import signal
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import mlflow
+from filelock import FileLock
+
+from pipeline.errors import PipelineError
+from pipeline.paths import MLFLOW_DB_FILE
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+TEMPORARY_EXPERIMENT_DIR = os.path.join(".dvc", "tmp", "exps")
+SERVER_PROBE_TIMEOUT_S = 5.0
+STORE_LOCK_TIMEOUT_S = 120.0
+
+
+class TrackingError(PipelineError):
+    """The tracking store cannot be reached or does not hold the expected run."""
+
+
+def store_errors(function: Callable[P, R]) -> Callable[P, R]:
+    """Report an MLflow store failure (locked database, server error) as one ``TrackingError`` line."""
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            with _interruptions_deferred():
+                return function(*args, **kwargs)
+        except mlflow.exceptions.MlflowException as error:
+            raise TrackingError(f"MLflow tracking store {mlflow.get_tracking_uri()}: {error.message}") from None
+    return wrapper
+
+
+@contextmanager
+def _interruptions_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until a write to a local SQLite store is done (milliseconds).
+
+    Raised inside SQLAlchemy, the interrupt leaves its session half-updated and prints internal
+    errors; delivered afterwards, it stops the stage cleanly. Calls to a server are not held,
+    so a hanging server can still be interrupted.
+    """
+    local = mlflow.get_tracking_uri().startswith("sqlite:")
+    if not local or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def require_store(uri: str) -> None:
+    """Readers must not create an empty SQLite store where none was written."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise TrackingError(f"no MLflow tracking store at {uri}; run the train stage first")
+
+
+def project_root() -> Path:
+    """The real project root: ``DVC_ROOT`` (or the working directory), outside any DVC temp copy."""
+    root = Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+    text = str(root)
+    marker = f"{os.sep}{TEMPORARY_EXPERIMENT_DIR}{os.sep}"
+    return Path(text.split(marker, 1)[0]) if marker in text else root
+
+
+def default_tracking_uri(root: Path) -> str:
+    """The embedded store: ``sqlite:////abs/path/mlflow.db``."""
+    return f"sqlite:///{root / MLFLOW_DB_FILE}"
+
+
+def configure(root: Path | None = None) -> str:
+    """Point MLflow at ``MLFLOW_TRACKING_URI`` or the embedded store; fail fast if a server is down."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root or project_root())
+    if uri.startswith(("http://", "https://")):
+        _probe_server(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _probe_server(uri: str) -> None:
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_PROBE_TIMEOUT_S):
+            pass
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason}); "
+                            "start it or unset MLFLOW_TRACKING_URI") from None
+
+
+def first_use_lock(uri: str) -> AbstractContextManager[object]:
+    """Serialise first use of a SQLite store: MLflow's table creation and experiment creation race
+    when ``dvc queue start -j 2`` starts two trainings on a fresh store."""
+    if not uri.startswith("sqlite:///"):
+        return nullcontext()
+    return FileLock(uri.removeprefix("sqlite:///") + ".lock", timeout=STORE_LOCK_TIMEOUT_S)
