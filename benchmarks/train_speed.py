@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--epochs must be at least 2: the first epoch is excluded from the steady state")
     data = args.data or (PREPARED_DIR if split_path(PREPARED_DIR, "train").is_file() else SHARED_MNIST)
     params = load_params(args.params)
-    config = TrainConfig(**params.model.model_dump(), **params.train.model_dump(exclude={"experiment"}))
+    config = TrainConfig.from_params(params)
     config = dataclasses.replace(config, epochs=args.epochs)
     train, held_out = load_images(data)
     print(f"data: {len(train)} train / {len(held_out)} held-out images from {data}; latent {config.latent_dim}, "

@@ -51,14 +51,15 @@ def _progress(epoch: int, epochs: int, logs: dict[str, float]) -> None:
 def train(params: Params, prepared: Path, model_file: Path, run_file: Path, history_file: Path,
           checkpoint_dir: Path = CHECKPOINT_DIR) -> None:
     """Train (resuming a matching checkpoint), then write the model, run reference and history atomically."""
+    split = validation_split(prepared)
     x_train, _ = load_split(prepared, "train")
-    x_val, _ = load_split(prepared, validation_split(prepared))
+    x_val, _ = load_split(prepared, split)
 
     from pipeline.training import TrainConfig, VaeTrainer  # TensorFlow loads here, after validation
 
-    config = TrainConfig(**params.model.model_dump(), **params.train.model_dump(exclude={"experiment"}))
+    config = TrainConfig.from_params(params)
     checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), x_train))
-    tags = {"dataset": params.data.dataset, "validation_split": validation_split(prepared)}
+    tags = {"dataset": params.data.dataset, "validation_split": split}
     logged_params = params.flat(exclude=LATER_STAGE_SECTIONS)
     with tracking.training_run(params.train.experiment, logged_params, tags) as run:
         tracking.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")

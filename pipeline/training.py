@@ -14,6 +14,7 @@ import numpy as np
 
 from pipeline.checkpoint import EpochCheckpoint, EpochLogs
 from pipeline.errors import PipelineError
+from pipeline.params import Params
 from pipeline.model import build_vae, decoder_logits, kl_loss, reconstruction_loss
 
 import keras  # noqa: E402  (pipeline.model has set the backend)
@@ -39,6 +40,11 @@ class TrainConfig:
     learning_rate: float
     beta: float
     seed: int
+
+    @classmethod
+    def from_params(cls, params: Params) -> "TrainConfig":
+        """The model and train sections of validated params (the MLflow experiment name aside)."""
+        return cls(**params.model.model_dump(), **params.train.model_dump(exclude={"experiment"}))
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

@@ -49,7 +49,7 @@ POLL_S = 0.02
 def stage_config() -> TrainConfig:
     """The TrainConfig the stage builds from STAGE_PARAMS."""
     params = parse_params(STAGE_PARAMS)
-    return TrainConfig(**params.model.model_dump(), **params.train.model_dump(exclude={"experiment"}))
+    return TrainConfig.from_params(params)
 
 
 
