@@ -2,11 +2,11 @@
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from pipeline import interrupts
 from pipeline.errors import PipelineError
 from pipeline.paths import MODEL_FILE, PARAMS_FILE, PREPARED_DIR, RUN_FILE
 
@@ -40,7 +40,7 @@ def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: ar
     """Parse ``argv``, run ``body``; report a ``PipelineError`` or Ctrl-C as one line and an exit code."""
     args = parser.parse_args(argv)
     # A shell that starts a job in the background ignores SIGINT in it; a stage must still stop cleanly.
-    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = interrupts.install()
     try:
         body(args)
     except PipelineError as error:
@@ -50,11 +50,5 @@ def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: ar
         print(f"{stage}: interrupted; no partial output was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        interrupts.restore(previous)
     return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """Ctrl-C, and SIGTERM (``kill``, a CI runner stopping) like it, so cleanup and run status happen."""
-    raise KeyboardInterrupt

@@ -8,18 +8,17 @@ anchored at the real project root so those runs land in the same place.
 
 import functools
 import os
-import signal
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import mlflow
 from filelock import FileLock
 
+from pipeline import interrupts
 from pipeline.errors import PipelineError
 from pipeline.paths import MLFLOW_DB_FILE
 
@@ -36,34 +35,21 @@ class TrackingError(PipelineError):
 
 
 def store_errors(function: Callable[P, R]) -> Callable[P, R]:
-    """Report an MLflow store failure (locked database, server error) as one ``TrackingError`` line."""
+    """Report an MLflow store failure (locked database, server error) as one ``TrackingError`` line.
+
+    A Ctrl-C raised inside SQLAlchemy leaves its session half-updated and the database locked, so
+    it waits until a local SQLite write is done (milliseconds); calls to a server are not held,
+    so a hanging server can still be interrupted.
+    """
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        local = mlflow.get_tracking_uri().startswith("sqlite:")
         try:
-            with _interruptions_deferred():
+            with interrupts.held() if local else nullcontext():
                 return function(*args, **kwargs)
         except mlflow.exceptions.MlflowException as error:
             raise TrackingError(f"MLflow tracking store {mlflow.get_tracking_uri()}: {error.message}") from None
     return wrapper
-
-
-@contextmanager
-def _interruptions_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until a write to a local SQLite store is done (milliseconds).
-
-    Raised inside SQLAlchemy, the interrupt leaves its session half-updated and prints internal
-    errors; delivered afterwards, it stops the stage cleanly. Calls to a server are not held,
-    so a hanging server can still be interrupted.
-    """
-    local = mlflow.get_tracking_uri().startswith("sqlite:")
-    if not local or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def require_store(uri: str) -> None:
