@@ -10,6 +10,8 @@ from typing import get_args
 import pydantic
 import pytest
 
+from helpers import REPO_ROOT
+
 from pipeline.core.params import STAGE_PARAMS, DatasetName, Params, ParamsError, load_params
 from pipeline.data.datasets import DATASETS
 
@@ -28,8 +30,12 @@ BAD_PARAMS = {
     "unknown-optimizer": ("train:\n  optimizer: adamw\n", "train.optimizer", "'rmsprop', 'adam' or 'sgd'"),
     "learning-rate-zero": ("train:\n  learning_rate: 0\n", "train.learning_rate", "greater than 0"),
     "learning-rate-nan": ("train:\n  learning_rate: .nan\n", "train.learning_rate", "greater than 0|finite"),
-    # YAML 1.1 reads 1e-3 (no dot) as a string; it must not be coerced silently.
-    "learning-rate-yaml11-string": ("train:\n  learning_rate: 1e-3\n", "train.learning_rate", "valid number"),
+    # A string in a number field stays an error, however numeric it looks once quoted.
+    "learning-rate-quoted-exponent": ("train:\n  learning_rate: '1e-3'\n", "train.learning_rate", "valid number"),
+    "learning-rate-word": ("train:\n  learning_rate: fast\n", "train.learning_rate", "valid number"),
+    "learning-rate-exponent-without-digits": ("train:\n  learning_rate: 1e-\n", "train.learning_rate", "valid number"),
+    "learning-rate-two-dots": ("train:\n  learning_rate: 1.0.0\n", "train.learning_rate", "valid number"),
+    "epochs-in-exponent-form": ("train:\n  epochs: 1e2\n", "train.epochs", "valid integer"),
     "beta-negative": ("train:\n  beta: -0.1\n", "train.beta", "greater than or equal to 0"),
     "is-samples-zero": ("evaluate:\n  is_samples: 0\n", "evaluate.is_samples", "greater than or equal to 1"),
     "grid-size-one": ("report:\n  grid_size: 1\n", "report.grid_size", "greater than or equal to 2"),
@@ -59,6 +65,10 @@ BAD_PARAMS = {
 }
 
 
+# YAML 1.2 floats that YAML 1.1 (PyYAML) reads as strings: no dot, no exponent sign, or a capital E.
+YAML_12_FLOATS = ["1e-5", "1e-05", "1E5", "+1e3", ".5e-3", "-1e-3", "1.0e5", "-.5E+3", "2e+1", "7.e-1"]
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(text, encoding="utf-8")
@@ -76,6 +86,30 @@ def test_bad_value_is_a_params_error_naming_the_file_the_dotted_key_and_what_is_
     assert message.startswith(f"{path}: invalid params:\n")
     assert re.search(rf"^  {re.escape(key)}: |\s{re.escape(key)}\s", message, re.M), message
     assert re.search(allowed, message), message
+
+
+@pytest.mark.parametrize("number", YAML_12_FLOATS)
+def test_every_yaml_12_float_form_loads_as_a_number(tmp_path: Path, number: str) -> None:
+    params = load_params(_write(tmp_path, f"report:\n  grid_range: [{number}, 1e9]\n"))
+    assert params.report.grid_range == (float(number), 1e9)
+
+
+def test_yaml_11_numbers_keep_their_meaning(tmp_path: Path) -> None:
+    params = load_params(_write(tmp_path, "report:\n  grid_range: [-1.5e+1, 1_000.5]\ntrain:\n  epochs: 1_0\n"))
+    assert params.report.grid_range == (-15.0, 1000.5)
+    assert params.train.epochs == 10
+
+
+def test_learning_rate_set_by_dvc_exp_run_loads_as_the_number(tmp_path: Path) -> None:
+    """``dvc exp run -S train.learning_rate=1e-5`` rewrites params.yaml through this DVC function."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    apply_overrides(path, ["train.learning_rate=1e-5", "train.beta=2E-1", "report.grid_range=[-1e-1,2.5e+1]"])
+    assert re.search(r"^  learning_rate: 1e-05$", path.read_text(encoding="utf-8"), re.M)
+    params = load_params(path)
+    assert (params.train.learning_rate, params.train.beta, params.report.grid_range) == (1e-5, 0.2, (-0.1, 25.0))
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ Every wrong type, out-of-range value, unknown key or typo is reported with its d
 before any stage does work, and before TensorFlow is imported.
 """
 
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -194,7 +195,9 @@ def _lists_to_tuples(value: Any) -> Any:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice in one mapping instead of keeping the last."""
+    """A safe YAML loader that refuses a key given twice in one mapping instead of keeping the last,
+    and reads every YAML 1.2 float as a number.
+    """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
@@ -206,6 +209,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+YAML_12_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+"""Floats with an exponent as YAML 1.2 writes them (``1e-05``, ``1E5``, ``.5e-3``): PyYAML follows YAML 1.1,
+whose float needs a dot and a signed exponent, and reads these as strings. DVC (``dvc exp run -S``) and
+people write them, so they resolve as floats here; the other YAML 1.1 forms already do."""
+
+_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", YAML_12_EXPONENT_FLOAT, list("-+0123456789."))
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
