@@ -32,6 +32,17 @@ CAPTIONS = {
     "samples.png": "Decoder means for random latent points drawn from the prior.",
     "learning_curves.png": "Per-epoch losses from the train stage; training values are means over each epoch.",
 }
+CAPTIONS_1D = {  # a 1-D latent space has no plane to grid or scatter: report.grid_dims is not used
+    **CAPTIONS,
+    "manifold.png": "The decoder's mean image at evenly spaced points along the one latent dimension z₁.",
+    "latent_scatter.png": "How the encoder spreads the test images (z_mean) along z₁, stacked by label.",
+}
+
+
+def captions(latent_dim: int) -> dict[str, str]:
+    """The sentence under each figure, for a model with ``latent_dim`` latent dimensions."""
+    return CAPTIONS_1D if latent_dim == 1 else CAPTIONS
+
 
 class ReportError(PipelineError):
     """An input of the report is missing or does not fit the model."""
@@ -77,23 +88,39 @@ def read_metrics(path: Path) -> dict[str, object]:
 
 def draw_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
                  class_names: Sequence[str], history: Mapping[str, Sequence[float]]) -> dict[str, Figure]:
-    """Every figure of the report, keyed by its file name."""
-    if max(settings.grid_dims) >= vae.latent_dim:
+    """Every figure of the report, keyed by its file name.
+
+    A 1-D latent space gets a strip along z₁ and a histogram by class instead of the grid and the scatter.
+    """
+    if vae.latent_dim > 1 and max(settings.grid_dims) >= vae.latent_dim:
         raise ReportError(f"report.grid_dims {list(settings.grid_dims)} do not index the model's "
                           f"{vae.latent_dim} latent dimensions; retrain or change params")
-    dims = settings.grid_dims
-    image, z_values = figures.manifold_grid(vae.decode, settings.grid_size, settings.grid_range,
-                                            vae.latent_dim, dims)
     z_mean = vae.encode_mean(x_test)
     n = min(settings.n_reconstructions, len(x_test))
     prior = np.random.default_rng(settings.seed).standard_normal((settings.n_samples, vae.latent_dim))
     return {
-        "manifold.png": figures.manifold_figure(image, z_values, vae.latent_dim, dims),
-        "latent_scatter.png": figures.latent_scatter_figure(z_mean, y_test, class_names, dims,
-                                                            settings.grid_range),
+        **_latent_figures(settings, vae, z_mean, y_test, class_names),
         "reconstructions.png": figures.reconstructions_figure(x_test[:n], vae.decode(z_mean[:n])),
         "samples.png": figures.samples_figure(vae.decode(prior.astype(np.float32)), settings.seed),
         "learning_curves.png": figures.learning_curves_figure(history),
+    }
+
+
+def _latent_figures(settings: ReportParams, vae: LatentCodec, z_mean: np.ndarray, y_test: np.ndarray,
+                    class_names: Sequence[str]) -> dict[str, Figure]:
+    """The manifold and where the test images sit in latent space: on a plane, or along a line for 1-D."""
+    if vae.latent_dim == 1:
+        strip, z_values = figures.manifold_strip(vae.decode, settings.grid_size, settings.grid_range)
+        return {
+            "manifold.png": figures.manifold_strip_figure(strip, z_values),
+            "latent_scatter.png": figures.latent_histogram_figure(z_mean, y_test, class_names, settings.grid_range),
+        }
+    dims = settings.grid_dims
+    image, z_values = figures.manifold_grid(vae.decode, settings.grid_size, settings.grid_range,
+                                            vae.latent_dim, dims)
+    return {
+        "manifold.png": figures.manifold_figure(image, z_values, vae.latent_dim, dims),
+        "latent_scatter.png": figures.latent_scatter_figure(z_mean, y_test, class_names, dims, settings.grid_range),
     }
 
 
@@ -105,7 +132,7 @@ def write_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: n
     drawn = draw_figures(params.report, vae, x_test, y_test, class_names, history)
     images = [figures.save_figure(figure, out / name) for name, figure in drawn.items()]
     page = write_html(out / HTML_FILE, params.data.dataset, run_id, metrics, params.read_by("report"),
-                      [ReportImage(path, CAPTIONS[path.name]) for path in images])
+                      [ReportImage(path, captions(vae.latent_dim)[path.name]) for path in images])
     return [*images, page]
 
 

@@ -21,6 +21,7 @@ from pipeline.core.atomic_files import atomic_path
 
 DPI = 100
 MANIFOLD_SIZE = (9.5, 9.5)
+STRIP_SIZE = (12.0, 2.4)  # the manifold of a 1-D latent space: one row of tiles
 SCATTER_SIZE = (9.0, 7.5)
 RECONSTRUCTIONS_SIZE = (12.0, 3.0)
 SAMPLES_SIZE = (8.0, 8.5)
@@ -29,6 +30,7 @@ IMAGE_CMAP = "gray_r"  # ink dark on white paper: prints well
 CLASS_CMAP = "tab10"
 MAX_TICKS = 7  # odd, so an odd grid gets a tick at its centre tile
 SCATTER_SHUFFLE_SEED = 0
+HISTOGRAM_BINS = 60
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 
@@ -75,6 +77,14 @@ def manifold_grid(decode_fn: DecodeFn, grid_size: int, grid_range: Sequence[floa
     return tile_grid(decoded, grid_size, grid_size), z_values
 
 
+def manifold_strip(decode_fn: DecodeFn, grid_size: int, grid_range: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The manifold of a 1-D latent space: ``grid_size`` points along z₁ over ``grid_range``, decoded in one
+    call and laid out left to right with growing z₁: ``(image of one row of tiles, z values)``."""
+    z_values = np.linspace(grid_range[0], grid_range[1], grid_size)
+    decoded = np.asarray(decode_fn(z_values.astype(np.float32)[:, None]))
+    return tile_grid(decoded, 1, grid_size), z_values
+
+
 def _new_figure(size: tuple[float, float]) -> Figure:
     figure = Figure(figsize=size, dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
@@ -108,6 +118,46 @@ def manifold_figure(image: np.ndarray, z_values: np.ndarray, latent_dim: int, di
     others = ", other dimensions at 0" if latent_dim > 2 else ""
     axes.set_title(f"Decoded {grid_size}×{grid_size} grid of latent points "
                    f"({_axis_label(dims[0])}, {_axis_label(dims[1])}){others}")
+    return figure
+
+
+def manifold_strip_figure(image: np.ndarray, z_values: np.ndarray) -> Figure:
+    """The decoded strip of a 1-D latent space with z₁ ticked at tile centres, growing rightwards."""
+    grid_size = len(z_values)
+    side = image.shape[0]
+    figure = _new_figure(STRIP_SIZE)
+    axes = figure.add_subplot()
+    axes.imshow(image, cmap=IMAGE_CMAP, vmin=0.0, vmax=1.0, interpolation="antialiased")
+    ticks = tick_tiles(grid_size)
+    axes.set_xticks(side * ticks + (side - 1) / 2, [f"{z_values[k]:.2f}" for k in ticks])
+    axes.set_yticks([])
+    axes.set_xlabel(_axis_label(0))
+    axes.set_title(f"Decoded {grid_size} latent points along {_axis_label(0)}, the only latent dimension")
+    return figure
+
+
+def latent_histogram_figure(z: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                            grid_range: Sequence[float]) -> Figure:
+    """Test-set ``z_mean`` of a 1-D latent space as a histogram stacked by class.
+
+    Dashed lines mark ``grid_range``, the stretch of z₁ the manifold strip decodes.
+    """
+    figure = _new_figure(SCATTER_SIZE)
+    axes = figure.add_subplot()
+    n_classes = len(class_names)
+    cmap = colormaps[CLASS_CMAP].resampled(n_classes)
+    values = np.asarray(z, dtype=np.float64)[:, 0]
+    edges = np.histogram_bin_edges(values, bins=HISTOGRAM_BINS)
+    axes.hist([values[labels == k] for k in range(n_classes)], bins=edges, stacked=True,
+              color=[cmap(k) for k in range(n_classes)], label=list(class_names))
+    for index, bound in enumerate(grid_range):
+        axes.axvline(bound, linestyle="--", linewidth=1.0, color="black",
+                     label="manifold range" if index == 0 else None)
+    axes.legend(title="class", loc="upper right", fontsize="small")
+    axes.set_xlabel(_axis_label(0))
+    axes.set_ylabel("test images")
+    axes.set_title(f"Encoder means z_mean of {len(labels)} test images, stacked by class")
+    axes.grid(True, linewidth=0.3, alpha=0.5)
     return figure
 
 
