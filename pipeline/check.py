@@ -3,8 +3,8 @@
 ``dvc metrics diff`` shows changes but always exits 0; this gate fails. It compares the working
 tree's metrics with a baseline (by default the copy committed at git ``HEAD``) under params
 ``check.tolerances``, prints a Markdown table, and exits 1 when a gated metric moved in its bad
-direction by more than its tolerance, is missing from either side, or is not finite in the new
-file. Metrics without a tolerance are shown as information only.
+direction by more than its tolerance, or is missing or not finite on either side (the verdict names
+the side). Metrics without a tolerance are shown as information only.
 """
 
 import argparse

@@ -79,15 +79,55 @@ def test_better_value_passes_in_each_direction() -> None:
         "test_neg_elbo": "better", "active_units": "better", "test_mse": "info"}
 
 
-def test_non_finite_new_value_fails_and_finite_value_after_broken_baseline_passes() -> None:
-    assert verdict(150.0, math.nan, LOWER) == "not finite"
-    assert verdict(150.0, math.inf, LOWER) == "not finite"
-    assert verdict(math.nan, 150.0, LOWER) == "better"
+NON_FINITE = [math.nan, math.inf, -math.inf]
 
 
-def test_gated_metric_missing_from_either_side_fails() -> None:
-    assert verdicts({"active_units": 2})["test_neg_elbo"] == "missing"
-    assert verdicts(dict(BASELINE), baseline={"active_units": 2})["test_neg_elbo"] == "missing"
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("tolerance", [LOWER, HIGHER], ids=["lower-is-better", "higher-is-better"])
+def test_non_finite_value_on_either_side_fails_naming_the_side(value: float, tolerance: Tolerance) -> None:
+    assert verdict(150.0, value, tolerance) == "new not finite"
+    assert verdict(value, 150.0, tolerance) == "baseline not finite"
+    assert verdict(value, value, tolerance) == "baseline and new not finite"
+
+
+def test_gated_metric_missing_from_either_side_fails_naming_the_side() -> None:
+    assert verdicts({"active_units": 2})["test_neg_elbo"] == "new missing"
+    assert verdicts(dict(BASELINE), baseline={"active_units": 2})["test_neg_elbo"] == "baseline missing"
+    assert verdicts({}, baseline={})["test_neg_elbo"] == "baseline and new missing"
+    assert verdict(None, math.nan, LOWER) == "baseline missing"  # missing is said first, then not finite
+
+
+@pytest.mark.parametrize(
+    ("baseline_json", "new_json", "row", "reason"),
+    [
+        ("NaN", "999.0", "| test_neg_elbo | nan | 999 | nan | rise <= 1 | baseline not finite |",
+         "test_neg_elbo baseline not finite"),
+        ("null", "150.0", "| test_neg_elbo | nan | 150 | nan | rise <= 1 | baseline not finite |",
+         "test_neg_elbo baseline not finite"),
+        ("Infinity", "150.0", "| test_neg_elbo | inf | 150 | -inf | rise <= 1 | baseline not finite |",
+         "test_neg_elbo baseline not finite"),
+        ("-Infinity", "150.0", "| test_neg_elbo | -inf | 150 | inf | rise <= 1 | baseline not finite |",
+         "test_neg_elbo baseline not finite"),
+        ("150.0", "-Infinity", "| test_neg_elbo | 150 | -inf | -inf | rise <= 1 | new not finite |",
+         "test_neg_elbo new not finite"),
+        ("150.0", "null", "| test_neg_elbo | 150 | nan | nan | rise <= 1 | new not finite |",
+         "test_neg_elbo new not finite"),
+    ],
+    ids=["baseline-nan", "baseline-null", "baseline-inf", "baseline-minus-inf", "new-minus-inf", "new-null"],
+)
+def test_main_fails_on_a_non_finite_value_on_either_side_naming_metric_and_side(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str],
+        baseline_json: str, new_json: str, row: str, reason: str) -> None:
+    """The reported case: a NaN baseline against 999.0 used to pass as ``better``."""
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(f'{{"test_neg_elbo": {baseline_json}, "active_units": 2}}')
+    new = tmp_path / "metrics.json"
+    new.write_text(f'{{"test_neg_elbo": {new_json}, "active_units": 2}}')
+    code = main(["--params", str(params), "--metrics", str(new), "--baseline", str(baseline)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert row in captured.out
+    assert captured.err == f"check: error: gate failed against {baseline}: {reason}\n"
 
 
 def test_ungated_metric_is_information_even_when_missing_or_nan() -> None:
@@ -106,8 +146,8 @@ def test_markdown_table_lists_gated_metrics_first_with_signed_deltas() -> None:
         "| active_units | 2 | 2 | +0 | drop <= 0 | ok |",
         "| test_mse | 0.05 | 0.04 | -0.01 |  | info |",
     ]
-    assert format_table([Row("test_nll_is", None, 90.0, LOWER, "missing")]).endswith(
-        "| test_nll_is | n/a | 90 | n/a | rise <= 1 | missing |")
+    assert format_table([Row("test_nll_is", None, 90.0, LOWER, "baseline missing")]).endswith(
+        "| test_nll_is | n/a | 90 | n/a | rise <= 1 | baseline missing |")
 
 
 def test_main_passes_against_baseline_file_and_appends_summary(
@@ -133,8 +173,8 @@ def test_main_fails_on_nan_in_new_file_with_table_and_one_line_reason(
     code = main(["--params", str(params), "--metrics", str(new), "--baseline", str(baseline)])
     captured = capsys.readouterr()
     assert code == 1
-    assert "| test_neg_elbo | 150 | nan | nan | rise <= 1 | not finite |" in captured.out
-    assert captured.err == f"check: error: gate failed against {baseline}: test_neg_elbo not finite\n"
+    assert "| test_neg_elbo | 150 | nan | nan | rise <= 1 | new not finite |" in captured.out
+    assert captured.err == f"check: error: gate failed against {baseline}: test_neg_elbo new not finite\n"
 
 
 def test_main_reads_the_baseline_committed_at_head_or_an_older_revision(
