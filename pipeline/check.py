@@ -2,7 +2,8 @@
 
 ``dvc metrics diff`` shows changes but always exits 0; this gate fails. It compares the working
 tree's metrics with a baseline (by default the copy committed at git ``HEAD``) under params
-``check.tolerances``, prints a Markdown table, and exits 1 when a gated metric moved in its bad
+``check.tolerances``, prints a Markdown table and the params that differ from the baseline's (as
+``dvc params diff`` would), and exits 1 when a gated metric moved in its bad
 direction by more than its tolerance, or is missing or not finite on either side (the verdict names
 the side). Metrics without a tolerance are shown as information only.
 """
@@ -17,6 +18,7 @@ from pipeline.core.params import load_params
 from pipeline.core.paths import METRICS_FILE
 from pipeline.gate.baseline import read_baseline, read_metrics_file
 from pipeline.gate.comparison import compare_metrics, failure_summary, format_report
+from pipeline.gate.params_diff import changed_summary, compare_params, format_params_diff
 
 DEFAULT_BASELINE = "HEAD"
 
@@ -39,12 +41,14 @@ def _run(args: argparse.Namespace) -> None:
     new = read_metrics_file(args.metrics)
     baseline_label, baseline = read_baseline(args.baseline, args.metrics)
     rows = compare_metrics(baseline, new, tolerances)
-    report = format_report(rows, str(args.metrics), baseline_label)
+    params = compare_params(args.baseline, args.params, args.baseline_params)
+    report = f"{format_report(rows, str(args.metrics), baseline_label)}\n{format_params_diff(params)}"
     print(report)
     if args.summary:
         append_summary(args.summary, report)
     if any(row.failed for row in rows):
-        raise RegressionError(f"gate failed against {baseline_label}: {failure_summary(rows)}")
+        raise RegressionError(f"gate failed against {baseline_label}: {failure_summary(rows)}"
+                              f"{changed_summary(params)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", default=DEFAULT_BASELINE,
                         help="a metrics file, or a git revision whose committed --metrics file is the "
                              f"baseline (default: {DEFAULT_BASELINE})")
+    parser.add_argument("--baseline-params", type=Path,
+                        help="the baseline's params file, to list the params that changed when --baseline is a "
+                             "file (with a revision, the params file committed there is used)")
     parser.add_argument("--summary", type=Path, help="also append the table here, e.g. $GITHUB_STEP_SUMMARY")
     return run_stage("check", _run, parser, argv)
 

@@ -222,3 +222,100 @@ def test_check_does_not_import_tensorflow_or_keras() -> None:
              "print(sorted({'tensorflow', 'keras'} & {name.split('.')[0] for name in sys.modules}))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+PARAMS_AT_BASELINE = PARAMS_YAML + "train:\n  beta: 0.1\n  learning_rate: 0.001\nmodel:\n  latent_dim: 2\n"
+
+
+@pytest.fixture
+def params_repo(tmp_path: Path) -> Path:
+    """A git repository whose HEAD commits params.yaml (train.beta 0.1) and its metrics."""
+    root = tmp_path / "params-repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    (root / "params.yaml").write_text(PARAMS_AT_BASELINE)
+    write_json(root / "reports" / "metrics.json",
+               {"test_neg_elbo": 150.0, "test_reconstruction_loss": 140.0, "active_units": 2})
+    git(root, "add", "params.yaml", "reports/metrics.json")
+    git(root, "commit", "-q", "-m", "baseline")
+    return root
+
+
+def run_check(root: Path, *extra: str) -> int:
+    return main(["--params", str(root / "params.yaml"), "--metrics", str(root / "reports" / "metrics.json"),
+                 *extra])
+
+
+def test_gate_lists_the_params_that_differ_from_the_baseline_commit(
+        params_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The reported case: train.beta moved from 0.1 to 1.0, a metric regressed, and the gate never said why."""
+    write_json(params_repo / "reports" / "metrics.json",
+               {"test_neg_elbo": 147.0, "test_reconstruction_loss": 149.0, "active_units": 2})
+    tolerances = PARAMS_YAML.replace("check:\n  tolerances:\n",
+                                     "check:\n  tolerances:\n    test_reconstruction_loss: {tolerance: 3.0}\n")
+    (params_repo / "params.yaml").write_text(tolerances + "train:\n  beta: 1.0\n  learning_rate: 0.001\n"
+                                             "model:\n  latent_dim: 2\n")
+    assert run_check(params_repo) == 1
+    captured = capsys.readouterr()
+    assert "**Params that differ from the baseline** (`HEAD:params.yaml`):" in captured.out
+    assert "| check.tolerances.test_reconstruction_loss.tolerance | n/a | 3.0 |" in captured.out
+    assert "| train.beta | 0.1 | 1.0 |" in captured.out
+    assert captured.err == (
+        "check: error: gate failed against HEAD:reports/metrics.json: test_reconstruction_loss REGRESSED "
+        "(params changed: check.tolerances.test_reconstruction_loss.tolerance, train.beta)\n")
+
+
+@pytest.mark.parametrize(
+    ("working", "rows"),
+    [
+        (PARAMS_AT_BASELINE.replace("learning_rate: 0.001", "learning_rate: 1e-3"), []),
+        (PARAMS_AT_BASELINE.replace("  latent_dim: 2\n", "  latent_dim: 2\n  intermediate_dim: 64\n"),
+         ["| model.intermediate_dim | n/a | 64 |"]),
+        (PARAMS_AT_BASELINE.replace("model:\n  latent_dim: 2\n", ""), ["| model.latent_dim | 2 | n/a |"]),
+        (PARAMS_AT_BASELINE + "report:\n  grid_range: [-2.0, 2.0]\n", ['| report.grid_range | n/a | [-2.0, 2.0] |']),
+    ],
+    ids=["same-value-other-yaml-form", "key-added", "key-removed", "list-added"],
+)
+def test_params_diff_shows_added_and_removed_keys_and_ignores_a_new_spelling_of_the_same_value(
+        params_repo: Path, capsys: pytest.CaptureFixture[str], working: str, rows: list[str]) -> None:
+    (params_repo / "params.yaml").write_text(working)
+    assert run_check(params_repo) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ") and line.count("|") == 4]
+    assert table[1:] == rows
+    if not rows:
+        assert "**Params:** the same as at `HEAD:params.yaml`." in out
+
+
+def test_params_are_not_compared_against_a_baseline_file_unless_given_baseline_params(
+        params_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = write_json(tmp_path / "baseline.json", {"test_neg_elbo": 150.0, "active_units": 2})
+    assert run_check(params_repo, "--baseline", str(baseline)) == 0
+    assert ("**Params:** not compared: the baseline is a file; pass `--baseline-params FILE` to compare them."
+            in capsys.readouterr().out)
+    old_params = tmp_path / "old-params.yaml"
+    old_params.write_text(PARAMS_AT_BASELINE.replace("latent_dim: 2", "latent_dim: 8"))
+    assert run_check(params_repo, "--baseline", str(baseline), "--baseline-params", str(old_params)) == 0
+    out = capsys.readouterr().out
+    assert f"**Params that differ from the baseline** (`{old_params}`):" in out
+    assert "| model.latent_dim | 8 | 2 |" in out
+
+
+@pytest.mark.parametrize(
+    ("committed", "reason"),
+    [(None, "params.yaml is not committed at HEAD"), ("train: [\n", "not valid YAML"),
+     ("- a list\n", "not a mapping of sections")],
+    ids=["not-committed", "invalid-yaml", "not-a-mapping"],
+)
+def test_params_that_cannot_be_read_at_the_baseline_are_a_note_not_a_failure(
+        params_repo: Path, capsys: pytest.CaptureFixture[str], committed: str | None, reason: str) -> None:
+    if committed is None:
+        git(params_repo, "rm", "-q", "--cached", "params.yaml")
+    else:
+        (params_repo / "params.yaml").write_text(committed)
+        git(params_repo, "add", "params.yaml")
+    git(params_repo, "commit", "-q", "-m", "params changed")
+    (params_repo / "params.yaml").write_text(PARAMS_AT_BASELINE)
+    assert run_check(params_repo) == 0
+    out = capsys.readouterr().out
+    assert "**Params:** not compared: " in out and reason in out

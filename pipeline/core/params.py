@@ -4,7 +4,6 @@ Every wrong type, out-of-range value, unknown key or typo is reported with its d
 before any stage does work, and before TensorFlow is imported.
 """
 
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import PARAMS_FILE
+from pipeline.core.strict_yaml import load_yaml
 
 DatasetName = Literal["mnist", "fashion_mnist"]
 """The datasets ``pipeline.data.datasets`` describes (a test keeps the two in step)."""
@@ -250,36 +250,11 @@ def _lists_to_tuples(value: Any) -> Any:
     return value
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice in one mapping instead of keeping the last,
-    and reads every YAML 1.2 float as a number.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-YAML_12_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
-"""Floats with an exponent as YAML 1.2 writes them (``1e-05``, ``1E5``, ``.5e-3``): PyYAML follows YAML 1.1,
-whose float needs a dot and a signed exponent, and reads these as strings. DVC (``dvc exp run -S``) and
-people write them, so they resolve as floats here; the other YAML 1.1 forms already do."""
-
-_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", YAML_12_EXPONENT_FLOAT, list("-+0123456789."))
-
-
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml; raise ``ParamsError`` naming the file and each bad key."""
     try:
         with open(path, encoding="utf-8") as stream:
-            raw = yaml.load(stream, Loader=_UniqueKeyLoader)
+            raw = load_yaml(stream)
     except OSError as error:
         raise ParamsError(f"cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
