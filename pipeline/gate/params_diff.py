@@ -43,7 +43,7 @@ def compare_params(baseline: str, params: Path, baseline_params: Path | None) ->
         else:
             label, old_text = _committed(baseline, params)
         old, new = _tree(old_text, label), _tree(_read(params), str(params))
-    except _Unreadable as error:
+    except _UnreadableError as error:
         return ParamsDiff(None, not_compared=str(error))
     keys = dict.fromkeys([*old, *new])
     changed = {key: (old.get(key), new.get(key)) for key in keys
@@ -51,7 +51,7 @@ def compare_params(baseline: str, params: Path, baseline_params: Path | None) ->
     return ParamsDiff(label, changed)
 
 
-class _Unreadable(Exception):
+class _UnreadableError(Exception):
     """One side's params cannot be read; the message says which and why."""
 
 
@@ -59,23 +59,23 @@ def _read(path: Path) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as error:
-        raise _Unreadable(f"cannot read {path}: {error.strerror or error}") from None
+        raise _UnreadableError(f"cannot read {path}: {error.strerror or error}") from None
 
 
 def _committed(revision: str, params: Path) -> tuple[str, str]:
     try:
         return committed_file(revision, params)
     except CannotCompareError:
-        raise _Unreadable(f"{Path(params).name} is not committed at {revision}") from None
+        raise _UnreadableError(f"{Path(params).name} is not committed at {revision}") from None
 
 
 def _tree(text: str, label: str) -> dict[str, Any]:
     try:
         raw = load_yaml(text)
     except yaml.YAMLError:
-        raise _Unreadable(f"{label} is not valid YAML") from None
+        raise _UnreadableError(f"{label} is not valid YAML") from None
     if raw is not None and not isinstance(raw, Mapping):
-        raise _Unreadable(f"{label} is not a mapping of sections")
+        raise _UnreadableError(f"{label} is not a mapping of sections")
     return dict(flatten(raw or {}))
 
 
