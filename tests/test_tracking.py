@@ -167,6 +167,92 @@ def test_git_tags_name_commit_and_whether_tracked_files_changed(tmp_path: Path) 
     assert runs.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "true"}
 
 
+DVC_YAML = """\
+stages:
+  build:
+    cmd: python code.py
+    deps: [code.py]
+    outs:
+      - models/model.bin
+      - data/prepared
+    metrics:
+      - reports/metrics.json:
+          cache: false
+    plots:
+      - reports/history.csv:
+          cache: false
+"""
+REWRITTEN_BY_DVC = ["dvc.lock", "reports/metrics.json", "reports/history.csv", ".gitignore", "models/.gitignore",
+                    "models/model.bin", "data/prepared/train.npz"]
+
+
+def dvc_project(root: Path) -> str:
+    """A repository with a dvc.yaml and every file DVC may rewrite committed; return the commit."""
+    git_repo(root)
+    (root / "dvc.yaml").write_text(DVC_YAML)
+    (root / "code.py").write_text("print('v1')\n")
+    for path in REWRITTEN_BY_DVC:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text("committed\n")
+    git(root, "add", "-f", ".")
+    git(root, "commit", "-q", "-m", "project")
+    return git(root, "rev-parse", "HEAD")
+
+
+@pytest.mark.parametrize("path", REWRITTEN_BY_DVC)
+def test_files_dvc_rewrites_do_not_make_the_work_tree_dirty(tmp_path: Path, path: str) -> None:
+    """dvc.lock, the stages' outputs (files, files in output folders, git-tracked metrics and plots) and
+    .gitignore files change under ``dvc repro`` before train starts: not a change to the code."""
+    repo = tmp_path / "repo"
+    commit = dvc_project(repo)
+    (repo / path).write_text("rewritten by dvc\n")
+    git(repo, "add", "-f", path)  # staged or not, the same
+    assert runs.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "false"}
+
+
+@pytest.mark.parametrize("path", ["code.py", "params.yaml", "dvc.yaml", "reports/other.json"])
+def test_any_other_tracked_change_still_makes_the_work_tree_dirty(tmp_path: Path, path: str) -> None:
+    repo = tmp_path / "repo"
+    dvc_project(repo)
+    if path == "reports/other.json":
+        (repo / path).write_text("{}\n")
+        git(repo, "add", path)
+        git(repo, "commit", "-q", "-m", "another report")
+    (repo / "dvc.lock").write_text("rewritten by dvc\n")
+    (repo / path).write_text((repo / path).read_text() + "# changed\n")
+    assert runs.git_tags(repo)["git.dirty"] == "true"
+
+
+def test_a_real_dvc_repro_leaves_the_work_tree_clean(tmp_path: Path) -> None:
+    """The reported case: in a fresh clone the stages before train rewrite dvc.lock and .gitignore."""
+    repo = tmp_path / "repo"
+    git_repo(repo)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True, capture_output=True)
+    (repo / "code.py").write_text(
+        "import pathlib, time\n"
+        "pathlib.Path('models').mkdir(exist_ok=True)\n"
+        "pathlib.Path('models/model.bin').write_text(str(time.time()))\n"
+        "pathlib.Path('data/prepared').mkdir(parents=True, exist_ok=True)\n"
+        "pathlib.Path('data/prepared/train.npz').write_text(str(time.time()))\n"
+        "pathlib.Path('reports').mkdir(exist_ok=True)\n"
+        "pathlib.Path('reports/metrics.json').write_text('{\"t\": %f}' % time.time())\n"
+        "pathlib.Path('reports/history.csv').write_text('epoch\\n1\\n')\n"
+    )
+    (repo / "dvc.yaml").write_text(DVC_YAML.replace("python code.py", f"{sys.executable} code.py"))
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    for committed in ("reports/metrics.json", "reports/history.csv", ".gitignore"):
+        (repo / committed).parent.mkdir(parents=True, exist_ok=True)
+        (repo / committed).write_text("")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "project")
+    done = subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert git(repo, "status", "--porcelain", "--untracked-files=no"), "dvc repro changed no tracked file"
+    assert runs.git_tags(repo)["git.dirty"] == "false"
+    (repo / "code.py").write_text((repo / "code.py").read_text() + "# changed\n")
+    assert runs.git_tags(repo)["git.dirty"] == "true"
+
+
 def test_git_tags_outside_a_repository_say_unknown(tmp_path: Path) -> None:
     assert runs.git_tags(tmp_path) == {"mlflow.source.git.commit": "unknown", "git.dirty": "false"}
 

@@ -4,6 +4,7 @@ Train, evaluate, report and the tests all take the encoder, the decoder and the 
 logits view from here, so the layer names they depend on are written down once.
 """
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +16,9 @@ from pipeline.core.errors import PipelineError
 from pipeline.model.vae import decoder_logits
 
 PREDICT_BATCH_SIZE = 1000
+MAX_CAUSE_CHARS = 300
+_UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
+_REGISTERED_NAME = re.compile(r"'registered_name': '([^']+)'")
 
 
 class ModelLoadError(PipelineError):
@@ -60,8 +64,9 @@ class TrainedVae:
 def load_trained_vae(path: str | Path) -> TrainedVae:
     """Load a saved VAE with Keras' safe mode on; raise ``ModelLoadError`` naming the file and the cause.
 
-    Files holding lambdas or unknown code are refused. Keras finds the ``Sampling`` layer because
-    importing ``pipeline.model.vae`` registers it (as ``pipeline>Sampling``).
+    Files holding lambdas or unknown code are refused; the error names the class Keras could not find.
+    Keras finds the ``Sampling`` layer because importing ``pipeline.model.vae`` (as this module does)
+    registers it, as ``pipeline>Sampling``.
     """
     if not Path(path).is_file():
         raise ModelLoadError(f"{path} not found; run the train stage first")
@@ -72,8 +77,17 @@ def load_trained_vae(path: str | Path) -> TrainedVae:
 
 
 def _root_cause(error: BaseException) -> str:
-    """The innermost message of a chained error: Keras buries ``Could not locate class`` several levels down."""
+    """The innermost message of a chained error, in one short line: Keras buries ``Could not locate class``
+    several levels down, and follows it with a dump of the whole layer config."""
     while error.__cause__ is not None or error.__context__ is not None:
         error = error.__cause__ or error.__context__
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = str(error).strip()
+    unknown = _UNKNOWN_CLASS.search(text)
+    if unknown:
+        registered = _REGISTERED_NAME.search(text)
+        known_as = f" (registered as {registered.group(1)!r})" if registered else ""
+        return (f"Could not locate class {unknown.group(1)!r}{known_as}: the file needs code that no imported "
+                "module registers")
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= MAX_CAUSE_CHARS else f"{line[:MAX_CAUSE_CHARS]}…"
 

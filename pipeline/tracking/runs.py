@@ -7,7 +7,6 @@ they hold every MLflow call of the pipeline.
 import json
 import os
 import socket
-import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -21,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.core import atomic_files
 from pipeline.core.paths import MLFLOW_ARTIFACTS_DIR
+from pipeline.tracking.git_state import git_tags
 from pipeline.tracking.store import (
     TrackingError,
     configure,
@@ -78,17 +78,6 @@ def _get_or_create_experiment(name: str, root: Path | None) -> str:
         if experiment is None:
             raise
         return experiment.experiment_id
-
-
-def git_tags(root: Path) -> dict[str, str]:
-    """The commit and whether the work tree differs from it, as MLflow tags."""
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else False
-    return {"mlflow.source.git.commit": commit or "unknown", "git.dirty": str(dirty).lower()}
 
 
 def run_name_and_tags() -> tuple[str | None, dict[str, str]]:
