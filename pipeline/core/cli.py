@@ -35,9 +35,19 @@ def add_model_paths(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, default=RUN_FILE, help="the JSON naming the MLflow training run")
 
 
+def os_error_line(error: OSError) -> str:
+    """``path: cause`` (``path -> other: cause`` for a move), or the cause alone when no path is known."""
+    cause = error.strerror or str(error) or type(error).__name__
+    if error.filename is None:
+        return cause
+    other = f" -> {error.filename2}" if error.filename2 is not None else ""
+    return f"{error.filename}{other}: {cause}"
+
+
 def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
               argv: Sequence[str] | None) -> int:
-    """Parse ``argv``, run ``body``; report a ``PipelineError`` or Ctrl-C as one line and an exit code."""
+    """Parse ``argv``, run ``body``; report a ``PipelineError``, an ``OSError`` on an input or output
+    (disk full, read-only, permission denied, not a directory, ...) or Ctrl-C as one line and an exit code."""
     args = parser.parse_args(argv)
     # A shell that starts a job in the background ignores SIGINT in it; a stage must still stop cleanly.
     previous = interrupts.install()
@@ -45,6 +55,9 @@ def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: ar
         body(args)
     except PipelineError as error:
         print(f"{stage}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as error:
+        print(f"{stage}: error: {os_error_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"{stage}: interrupted; no partial output was kept", file=sys.stderr)
