@@ -171,3 +171,32 @@ def test_two_queued_experiments_run_in_parallel_into_the_main_store(project: Pro
                                                                             rel=1e-12)
     (start_a, end_a), (start_b, end_b) = (active_span(project, name) for name in variants)
     assert start_a < end_b and start_b < end_a, "the experiments did not overlap: -j 2 ran them one by one"
+
+
+def test_relative_tracking_uri_and_mirror_in_a_temp_experiment_land_in_the_project(
+    project: Project, tmp_path: Path, mnist_dir: Path
+) -> None:
+    """The reported case: ``MLFLOW_TRACKING_URI=sqlite:///mlflow.db dvc exp run --temp`` exited 0 with its run in
+    a store under .dvc/tmp/exps/, which DVC deletes. A relative mirror in params resolved there too.
+
+    Then the same params again: DVC restores every stage from its run cache, and the restored run.json
+    names the run that the project's store holds.
+    """
+    mirror = project.root.parent / "mnist-mirror"  # "../mnist-mirror" from the root, not from a temp copy
+    if not mirror.exists():
+        mirror.symlink_to(mnist_dir, target_is_directory=True)
+    env = {key: value for key, value in project.env.items() if key != "MNIST_MIRROR"}
+    relative = Project(project.root, env | {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"})
+    settings = overrides("data.mirrors=[../mnist-mirror]", "train.seed=3")
+    relative.dvc("exp", "run", "--temp", "-n", "exp-relative", *settings)
+    run = assert_complete_run(project, "exp-relative", beta="0.1")
+    assert not list((project.root / ".dvc" / "tmp").rglob("mlflow.db"))
+
+    again = relative.dvc("exp", "run", "--temp", "-n", "exp-relative-again", *settings)
+    assert "Stage 'train' is cached - skipping run" in again.stdout + again.stderr
+    shown = project.shown()
+    restored = tmp_path / "run.json"
+    project.dvc("get", str(project.root), "models/run.json", "--rev", shown["exp-relative-again"]["rev"],
+                "-o", str(restored))
+    assert json.loads(restored.read_text())["run_id"] == run.info.run_id
+    assert project.client().get_run(run.info.run_id).info.status == "FINISHED"

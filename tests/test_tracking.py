@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -110,6 +111,58 @@ def test_configure_without_tracking_uri_uses_store_of_real_root_from_temporary_c
     uri = runs.configure()
     assert uri == f"sqlite:///{tmp_path.resolve()}/repo/mlflow.db"
     assert mlflow.get_tracking_uri() == uri
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        ("sqlite:///mlflow.db", "sqlite:///{root}/mlflow.db"),
+        ("sqlite:///stores/team.db?timeout=30", "sqlite:///{root}/stores/team.db?timeout=30"),
+        ("file:mlruns", "file://{root}/mlruns"),
+        ("file:./mlruns", "file://{root}/mlruns"),
+        ("mlruns", "{root}/mlruns"),
+        ("./mlruns", "{root}/mlruns"),
+    ],
+)
+def test_relative_tracking_uri_is_taken_against_the_project_root_from_a_temporary_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: str, expected: str
+) -> None:
+    """DVC runs ``--temp`` and queued experiments in a copy it deletes: a store there would be lost."""
+    copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(copy))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", relative)
+    assert store.configure() == expected.format(root=(tmp_path / "repo").resolve())
+
+
+@pytest.mark.parametrize(
+    "uri", ["sqlite:////abs/mlflow.db", "sqlite://", "sqlite:///:memory:", "file:///abs/mlruns",
+            "postgresql://user@db.example/mlflow", "https://mlflow.example", "databricks", "/abs/mlruns"],
+)
+def test_absolute_or_remote_tracking_uri_is_kept(uri: str) -> None:
+    assert store.anchored_tracking_uri(uri, Path("/x/repo")) == uri
+
+
+def test_relative_sqlite_uri_lands_the_run_in_the_project_store_not_in_the_temporary_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path
+) -> None:
+    """The reported case: MLFLOW_TRACKING_URI=sqlite:///mlflow.db and dvc exp run --temp lost the run."""
+    root = tmp_path / "repo"
+    copy = root / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    shutil.copyfile(empty_store, root / "mlflow.db")
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(copy))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    with runs.training_run("vae-relative", {}, {}) as ref:
+        pass
+    runs.write_run_ref(copy / "run.json", ref)
+    assert ref.tracking_uri == f"sqlite:///{root.resolve()}/mlflow.db"
+    assert not (copy / "mlflow.db").exists()
+    stored = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db").get_run(ref.run_id)
+    assert stored.info.status == "FINISHED"
+    assert runs.open_training_run(copy / "run.json") == ref
 
 
 def test_configure_prefers_mlflow_tracking_uri(sqlite_store: str) -> None:
@@ -346,13 +399,51 @@ def test_read_run_ref_of_missing_or_garbled_file_raises_tracking_error(
         runs.read_run_ref(path)
 
 
-def test_open_training_run_of_run_absent_from_store_names_the_store(tmp_path: Path, sqlite_store: str) -> None:
+@pytest.mark.parametrize("store_file", ["present", "absent"])
+def test_open_training_run_of_run_absent_from_store_says_where_it_was_recorded_and_how_to_train_again(
+    tmp_path: Path, sqlite_store: str, store_file: str
+) -> None:
+    """A model restored from DVC's run cache names the run that first trained it, maybe in another store."""
+    if store_file == "absent":
+        (tmp_path / "mlflow.db").unlink()
     path = tmp_path / "run.json"
     runs.write_run_ref(path, RunRef("0" * 32, "1", "sqlite:////elsewhere/mlflow.db"))
     with pytest.raises(TrackingError) as raised:
         runs.open_training_run(path)
-    assert "0" * 32 in str(raised.value)
-    assert sqlite_store in str(raised.value)
+    assert str(raised.value) == (
+        f"run {'0' * 32} from {path} is not in the tracking store {sqlite_store} (it was recorded in "
+        "sqlite:////elsewhere/mlflow.db); to train again and record a new one: "
+        "dvc repro --force --single-item train, then dvc repro"
+    )
+    assert not (tmp_path / "mlflow.db").exists() or store_file == "present"
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "report"])
+def test_stage_reading_a_run_the_store_lacks_fails_with_one_line_before_loading_the_model(
+    tmp_path: Path, sqlite_store: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    stage: str,
+) -> None:
+    import importlib
+
+    from pipeline.data.splits import save_split
+
+    monkeypatch.setitem(sys.modules, "pipeline.model.loading", None)  # a tripwire: loading the model raises
+    save_split(tmp_path / "prepared", "test", np.zeros((3, 784), np.float32), np.zeros(3, np.uint8))
+    (tmp_path / "vae.keras").write_bytes(b"never read")
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "history.csv").write_text("epoch,loss,neg_elbo,kl_loss\n1,1.0,1.0,1.0\n")
+    (tmp_path / "params.yaml").write_text("")
+    runs.write_run_ref(tmp_path / "run.json", RunRef("0" * 32, "1", sqlite_store))
+    extra = ["--metrics", "metrics.json"] + (["--history", "history.csv", "--out", "out"] if stage == "report" else
+                                             ["--per-class", "out/per_class.csv"])
+    code = importlib.import_module(f"pipeline.{stage}").main(
+        ["--prepared", "prepared", "--model", "vae.keras", "--run", "run.json", *extra])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith(f"{stage}: error: run {'0' * 32} from run.json is not in"), err
+    assert err.rstrip().endswith("to train again and record a new one: dvc repro --force --single-item train, "
+                                 "then dvc repro")
+    assert not (tmp_path / "out").exists()
 
 
 def test_open_training_run_returns_recorded_run(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from pipeline.tracking.store import (
     project_root,
     require_store,
     store_errors,
+    store_exists,
 )
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+RETRAIN_COMMAND = "dvc repro --force --single-item train, then dvc repro"
+"""Train again even where DVC would restore the model from its run cache, then redo what follows;
+``--single-item`` keeps ``--force`` from downloading and preparing again."""
 PIPELINE_TAG = "pipeline.stage"
 HOST_TAG = "pipeline.host"
 PID_TAG = "pipeline.pid"
@@ -198,18 +202,23 @@ def read_run_ref(path: Path) -> RunRef:
 
 @store_errors
 def open_training_run(path: Path) -> RunRef:
-    """The training run recorded in ``path``, checked to exist in the configured store."""
+    """The training run recorded in ``path``, checked to exist in the configured store.
+
+    A model restored from DVC's run cache names the run that first trained it: when that run is not in
+    the store (deleted, or another store), the error says how to train again and record a new one.
+    """
     ref = read_run_ref(path)
-    require_store(configure())
+    store = configure()
     try:
-        run = MlflowClient().get_run(ref.run_id)
+        run = MlflowClient().get_run(ref.run_id) if store_exists(store) else None
     except mlflow.exceptions.MlflowException:
         run = None
     if run is None or run.info.lifecycle_stage == "deleted":
         state = "deleted from" if run else "not in"
+        recorded = f" (it was recorded in {ref.tracking_uri})" if ref.tracking_uri != store else ""
         raise TrackingError(
-            f"run {ref.run_id} from {path} is {state} the tracking store {mlflow.get_tracking_uri()}; "
-            "rerun training (dvc repro --force train) to record a new one"
+            f"run {ref.run_id} from {path} is {state} the tracking store {store}{recorded}; to train again and "
+            f"record a new one: {RETRAIN_COMMAND}"
         )
     return ref
 
