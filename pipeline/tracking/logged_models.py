@@ -25,6 +25,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import mlflow
+import mlflow.pyfunc
 import numpy as np
 from mlflow.models import Model, ModelSignature
 from mlflow.types import Schema, TensorSpec

@@ -17,6 +17,7 @@ from pipeline.tracking.store import TrackingError, store_errors
 
 CHAMPION = "champion"
 BASELINE_TAG = "gate.baseline"
+BASELINE_COMMIT_TAG = "gate.baseline_commit"
 DELTA_TAG = "gate.delta.{metric}"
 RUN_TAG = "gate.run_id"
 DESCRIPTION = ("A part of the VAE, registered by `python -m pipeline check --promote`; "
@@ -38,16 +39,26 @@ class Promotion:
         return f"models:/{self.name}@{CHAMPION}"
 
 
-def promotion_tags(baseline: str, deltas: Mapping[str, float | None], run_id: str) -> dict[str, str]:
-    """Version tags saying why it was promoted: the baseline label and each gated metric's ``new - baseline``.
-
-    A delta is written with its sign (``+0.0312``), or ``n/a`` where either side lacked the metric.
+def promotion_tags(baseline: str, deltas: Mapping[str, float | None], run_id: str,
+                   baseline_commit: str | None = None) -> dict[str, str]:
+    """Version tags saying why it was promoted: the baseline (label, and commit when it came from git)
+    and each gated metric's ``new - baseline``, with its sign (``+0.0312``) or ``n/a`` where either side lacked it.
     """
     tags = {BASELINE_TAG: baseline, RUN_TAG: run_id}
+    if baseline_commit:
+        tags[BASELINE_COMMIT_TAG] = baseline_commit
     for metric, delta in deltas.items():
         text = "n/a" if delta is None or not math.isfinite(delta) else f"{delta:+.6g}"
         tags[DELTA_TAG.format(metric=metric)] = text
     return tags
+
+
+def require_parts(model_ids: Mapping[str, str], names: Mapping[str, str], run_id: str) -> None:
+    """Raise ``TrackingError`` unless the run logged a model for every part to promote."""
+    missing = sorted(part for part in names if part not in model_ids)
+    if missing:
+        raise TrackingError(f"the training run {run_id} has no logged {' or '.join(missing)} model; "
+                            "rerun training (dvc repro --force train) to log them")
 
 
 @store_errors
@@ -60,10 +71,7 @@ def promote(model_ids: Mapping[str, str], names: Mapping[str, str], run_id: str,
     so a failure part-way leaves each alias where it was. Raises ``TrackingError`` when a part has no
     logged model or the store fails.
     """
-    missing = sorted(part for part in names if part not in model_ids)
-    if missing:
-        raise TrackingError(f"the training run {run_id} has no logged {', '.join(missing)} model; "
-                            "rerun training (dvc repro --force train) to log them")
+    require_parts(model_ids, names, run_id)
     client = MlflowClient()
     promotions = [_version(client, name, model_ids[part], run_id, tags, description) for part, name in names.items()]
     for promotion in promotions:
