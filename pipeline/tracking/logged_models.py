@@ -41,8 +41,8 @@ PIXELS = "pixels"
 CODE_DIR = "code"
 DATA_DIR = "data"
 """The folder of MLflow's Keras flavor that holds ``model.keras``; the named-outputs loader reads it too."""
-QUIET_LOGGERS = ("mlflow.utils.environment",)
-"""Warns on every model that ``pip`` has no version: true and harmless in a uv environment."""
+QUIET_LOGGERS = ("mlflow.utils.environment", "mlflow.utils.uv_utils")
+"""Say for every model that ``pip`` has no version and that a uv project was found: true, and no news."""
 
 
 def log_vae_models(encoder: "keras.Model", decoder: "keras.Model", example_inputs: Mapping[str, np.ndarray],
@@ -58,7 +58,7 @@ def log_vae_models(encoder: "keras.Model", decoder: "keras.Model", example_input
 
     views = portable_views(encoder, decoder)
     arrays = dict(example_inputs)
-    arrays[LATENT_INPUT] = np.asarray(views[ENCODER].predict(_inputs_of(views[ENCODER], arrays), verbose=0)["z_mean"])
+    arrays[LATENT_INPUT] = _outputs(views[ENCODER], _inputs_of(views[ENCODER], arrays))["z_mean"]
     requirements = [f"keras=={version('keras')}", f"tensorflow=={version('tensorflow')}"]
     with _quiet(QUIET_LOGGERS):
         return {name: _log_view(name, view, _inputs_of(view, arrays), requirements, step)
@@ -69,10 +69,17 @@ def _inputs_of(view: "keras.Model", arrays: Mapping[str, np.ndarray]) -> dict[st
     return {tensor.name: arrays[tensor.name] for tensor in view.inputs}
 
 
+def _outputs(view: "keras.Model", inputs: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    """The view's answer on a few rows, called eagerly: ``predict`` would trace a new function per view."""
+    import keras
+
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, view(inputs))
+
+
 @store_errors
 def _log_view(name: str, view: "keras.Model", inputs: dict[str, np.ndarray], requirements: list[str],
               step: int) -> str:
-    outputs = view.predict(inputs, verbose=0)
+    outputs = _outputs(view, inputs)
     named = isinstance(outputs, dict)
     outputs_by_name = outputs if named else {PIXELS: outputs}
     signature = ModelSignature(inputs=tensor_schema(inputs), outputs=tensor_schema(outputs_by_name))
