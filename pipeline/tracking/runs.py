@@ -39,7 +39,7 @@ PIPELINE_TAG = "pipeline.stage"
 HOST_TAG = "pipeline.host"
 PID_TAG = "pipeline.pid"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-"""Read by the MLflow UI (3.x) to pick an experiment's view; the UI offers the same choice."""
+"""The experiment's kind as the MLflow UI sets it; 3.17's UI lets its GenAI/Model training switch win."""
 EXPERIMENT_KIND = "custom_model_development"
 """Shown as "Machine learning": runs, their logged models and charts, not the GenAI traces view."""
 
