@@ -5,12 +5,13 @@ import json
 import math
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
-from pipeline import tracking
+from pipeline.data.splits import save_split
 from pipeline.evaluate import MetricsError, check_metrics, main, per_class_csv, summarize
-from pipeline.likelihood import (
+from pipeline.model.likelihood import (
     ELBO_STREAM,
     IS_STREAM,
     LikelihoodEstimator,
@@ -18,10 +19,9 @@ from pipeline.likelihood import (
     latent_noise,
     log_mean_exp,
 )
-from pipeline.model import IMAGE_PIXELS, build_vae
-from pipeline.prepared import save_split
-
-import keras  # noqa: E402  (pipeline.model has set the backend)
+from pipeline.model.loading import TrainedVae
+from pipeline.model.vae import IMAGE_PIXELS, build_vae
+from pipeline.tracking import runs
 
 LATENT, HIDDEN = 2, 8
 
@@ -38,7 +38,7 @@ def tiny_vae(seed: int = 0, decoder_scale: float = 1.0) -> keras.Model:
 
 
 def estimator(vae: keras.Model, max_rows: int = 25_000) -> LikelihoodEstimator:
-    return LikelihoodEstimator(vae.get_layer("encoder"), vae.get_layer("decoder"), max_rows=max_rows)
+    return LikelihoodEstimator(TrainedVae(vae), max_rows=max_rows)
 
 
 def images(count: int, seed: int = 1) -> np.ndarray:
@@ -189,9 +189,9 @@ def test_stage_writes_metrics_and_per_class_and_adds_them_to_the_training_run(
     params = tmp_path / "params.yaml"
     params.write_text("model: {latent_dim: 2, intermediate_dim: 8}\ntrain: {beta: 0.5}\n"
                       "evaluate: {elbo_samples: 2, is_samples: 8, batch_size: 16, seed: 0}\n")
-    with tracking.training_run("evaluate-test", {"model.latent_dim": 2}, {}) as run:
+    with runs.training_run("evaluate-test", {"model.latent_dim": 2}, {}) as run:
         pass
-    tracking.write_run_ref(tmp_path / "run.json", run)
+    runs.write_run_ref(tmp_path / "run.json", run)
     metrics_file, per_class_file = tmp_path / "reports" / "metrics.json", tmp_path / "reports" / "per_class.csv"
     code = main(["--params", str(params), "--prepared", "prepared", "--model", "vae.keras", "--run", "run.json",
                  "--metrics", str(metrics_file), "--per-class", str(per_class_file)])
