@@ -2,14 +2,15 @@
 
 Debian's ``chromium``, driven headless by Playwright through its executable path (Playwright's own
 browser download is not reachable here). The pointer goes to known latent points through the page's
-own transform; the decoded images are read back and compared with the decoder computed in numpy from
-the float32 weights, so float16 storage and the JavaScript forward pass are both under test.
+own transform; the decoded images are read back and compared with the Keras decoder whose weights the
+page embeds (float32, so float16 storage is under test too) and with numpy on the stored float16 weights
+(so the JavaScript forward pass is checked to float32 precision).
 """
 
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 import pytest
 
 from pipeline.reporting.explorer import DecoderWeights, render_explorer
+
+Decode = Callable[[np.ndarray], np.ndarray]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -61,6 +64,21 @@ def random_decoder(n_inputs: int, seed: int, n_hidden: int = 256, n_pixels: int 
         rng.normal(0.0, 0.15, (n_hidden, n_pixels)).astype(np.float32),
         rng.normal(-1.0, 0.5, n_pixels).astype(np.float32),
     )
+
+
+def keras_decoder(latent_dim: int, seed: int) -> tuple[DecoderWeights, Decode]:
+    """A Keras VAE of the pipeline's architecture with ``random_decoder`` weights: what the page embeds, the
+    weights as the loading helper gives them to the report, and the Keras decoder's batched predict."""
+    from pipeline.model.loading import TrainedVae
+    from pipeline.model.vae import build_vae
+
+    vae = TrainedVae(build_vae(latent_dim, 256, seed=0))
+    chosen = random_decoder(latent_dim, seed)
+    vae.decoder.set_weights(list(chosen.arrays()))
+    weights = DecoderWeights(*vae.decoder_dense_weights())
+    for given, taken in zip(chosen.arrays(), weights.arrays(), strict=True):
+        np.testing.assert_array_equal(given, taken)
+    return weights, lambda z: vae.decode(np.asarray(z, dtype=np.float32)[None, :])[0]
 
 
 def reference_decode(weights: DecoderWeights, inputs: np.ndarray) -> np.ndarray:
@@ -140,9 +158,10 @@ def open_explorer(browser: object, tmp_path: Path) -> Iterator[object]:
 
 
 def assert_matches_decoder(weights: DecoderWeights, z: np.ndarray, decoded: np.ndarray, shades: np.ndarray,
-                           condition: np.ndarray | None = None) -> None:
+                           condition: np.ndarray | None = None, decode: Decode | None = None) -> None:
+    """The page's image at ``z`` is the decoder's (``decode``: Keras; else numpy in float64) within TOLERANCE."""
     inputs = (z if condition is None else np.concatenate([z, condition]))[None, :]
-    expected = reference_decode(weights, inputs)[0]
+    expected = decode(z) if decode else reference_decode(weights, inputs)[0]
     assert np.abs(decoded - expected).max() <= TOLERANCE
     as_stored = DecoderWeights(*(array.astype(np.float16) for array in weights.arrays()))
     assert np.abs(decoded - reference_decode(as_stored, inputs)[0]).max() <= 1e-6  # exact but for float32 output
@@ -150,7 +169,7 @@ def assert_matches_decoder(weights: DecoderWeights, z: np.ndarray, decoded: np.n
 
 
 def test_pointer_shows_the_decoders_image_at_the_latent_point_under_it(open_explorer: object) -> None:
-    weights = random_decoder(2, seed=1)
+    weights, decode = keras_decoder(2, seed=1)
     z_mean, labels = clustered_codes(2, seed=2)
     explorer = open_explorer(render_explorer(weights, z_mean, labels, CLASS_NAMES, (0, 1), GRID_RANGE, title="t"))
     pixel = 1.0 / explorer.pixels_per_unit()
@@ -158,13 +177,13 @@ def test_pointer_shows_the_decoders_image_at_the_latent_point_under_it(open_expl
     for target in [(0.0, 0.0), (1.5, -2.0), (-2.7, 2.2), (4.2, 3.9), (-0.4, -5.0)]:
         z, decoded, shades = explorer.point_to(*target)
         assert np.abs(z - target).max() <= pixel, "the pointer landed elsewhere than the page's own transform said"
-        assert_matches_decoder(weights, z, decoded, shades)
+        assert_matches_decoder(weights, z, decoded, shades, decode=decode)
         seen.append(decoded)
     assert min(np.abs(a - b).max() for a, b in zip(seen, seen[1:], strict=False)) > 0.05, "the image did not follow"
 
 
 def test_two_clicks_decode_the_straight_line_between_them(open_explorer: object) -> None:
-    weights = random_decoder(2, seed=3)
+    weights, decode = keras_decoder(2, seed=3)
     z_mean, labels = clustered_codes(2, seed=4)
     explorer = open_explorer(render_explorer(weights, z_mean, labels, CLASS_NAMES, (0, 1), GRID_RANGE, title="t"))
     start, end = explorer.click(-2.0, 1.0), explorer.click(2.5, -1.5)
@@ -173,13 +192,13 @@ def test_two_clicks_decode_the_straight_line_between_them(open_explorer: object)
     for k in range(10):
         z, decoded, shades = explorer.read("#strip canvas", k)
         np.testing.assert_allclose(z, start + k / 9 * (end - start), rtol=0, atol=1e-12)
-        assert_matches_decoder(weights, z, decoded, shades)
+        assert_matches_decoder(weights, z, decoded, shades, decode=decode)
     explorer.click(0.0, 0.0)  # a third click starts a new line
     assert strip.count() == 0
 
 
 def test_more_than_two_dimensions_plot_grid_dims_and_hold_the_others_at_zero(open_explorer: object) -> None:
-    weights = random_decoder(4, seed=5)
+    weights, decode = keras_decoder(4, seed=5)
     z_mean, labels = clustered_codes(4, seed=6)
     explorer = open_explorer(render_explorer(weights, z_mean, labels, CLASS_NAMES, (2, 0), GRID_RANGE, title="t"))
     assert "z₃ and z₁" in explorer.page.inner_text("body")
@@ -187,19 +206,20 @@ def test_more_than_two_dimensions_plot_grid_dims_and_hold_the_others_at_zero(ope
     pixel = 1.0 / explorer.pixels_per_unit()
     assert z[1] == z[3] == 0.0
     assert abs(z[2] - 1.2) <= pixel and abs(z[0] + 0.7) <= pixel
-    assert_matches_decoder(weights, z, decoded, shades)
+    assert_matches_decoder(weights, z, decoded, shades, decode=decode)
 
 
 def test_one_dimension_is_a_strip_along_z1(open_explorer: object) -> None:
-    weights = random_decoder(1, seed=7)
+    weights, decode = keras_decoder(1, seed=7)
     z_mean, labels = clustered_codes(1, seed=8)
     explorer = open_explorer(render_explorer(weights, z_mean, labels, CLASS_NAMES, (0, 1), GRID_RANGE, title="t"))
     z, decoded, shades = explorer.point_to(1.3)
     assert z.shape == (1,) and abs(z[0] - 1.3) <= 1.0 / explorer.pixels_per_unit()
-    assert_matches_decoder(weights, z, decoded, shades)
+    assert_matches_decoder(weights, z, decoded, shades, decode=decode)
 
 
 def test_a_conditional_decoder_gets_the_class_picked_on_the_page(open_explorer: object) -> None:
+    """Ready for the conditional VAE (issue 15): decoder input z then one-hot class, checked against numpy."""
     weights = random_decoder(2 + len(CLASS_NAMES), seed=9)
     z_mean, labels = clustered_codes(2, seed=10)
     explorer = open_explorer(render_explorer(weights, z_mean, labels, CLASS_NAMES, (0, 1), GRID_RANGE,

@@ -11,15 +11,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jinja2
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
+from pipeline.reporting.figures import CLASS_CMAP
+
 TEMPLATES = Path(__file__).parent / "templates"
-CLASS_CMAP = "tab10"  # as the static latent scatter
 MAX_POINTS = 5000  # 500 per MNIST class: the clusters' shapes, in ~35 KB of the page
 STRIP_LENGTH = 10  # decoded images from the first clicked point to the second, both ends included
 VIEW_MARGIN = 0.04  # share of each axis' span left empty around the points and the grid square
@@ -66,13 +66,6 @@ class DecoderWeights:
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return self.hidden_kernel, self.hidden_bias, self.output_kernel, self.output_bias
-
-
-def decoder_weights(decoder: Any) -> DecoderWeights:
-    """The Dense weights of a decoder built by ``pipeline.model.vae.build_decoder`` (its layer names)."""
-    hidden_kernel, hidden_bias = decoder.get_layer("decoder_hidden").get_weights()
-    output_kernel, output_bias = decoder.get_layer("decoder_logits").get_weights()
-    return DecoderWeights(hidden_kernel, hidden_bias, output_kernel, output_bias)
 
 
 def pack_float16(array: np.ndarray) -> str:
