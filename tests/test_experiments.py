@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import REPO_ROOT
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SMALL = ("train.epochs=1", "evaluate.is_samples=20", "evaluate.elbo_samples=2", "report.grid_size=5")
 EXPERIMENT = "vae-mnist"
 TEST_METRICS = ("test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units")
@@ -111,7 +111,7 @@ def assert_complete_run(project: Project, name: str, beta: str) -> Run:
     missing = [metric for metric in TEST_METRICS if metric not in run.data.metrics]
     assert not missing, f"{name}: evaluate logged no {missing}"
     artifacts = {item.path for item in project.client().list_artifacts(run.info.run_id)}
-    assert REPORT_ARTIFACTS <= artifacts, f"{name}: missing artifacts {REPORT_ARTIFACTS - artifacts}"
+    assert artifacts >= REPORT_ARTIFACTS, f"{name}: missing artifacts {REPORT_ARTIFACTS - artifacts}"
     assert run.info.artifact_uri.startswith((project.root / "mlartifacts").as_uri()), run.info.artifact_uri
     return run
 

@@ -3,16 +3,17 @@
 import html
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import figures
-from pipeline.html_report import data_uri
-from pipeline.params import Params, parse_params
-from pipeline.report import CAPTIONS, HTML_FILE, ReportError, Vae, draw_figures, main, read_history, write_report
+from pipeline.core.params import Params, parse_params
+from pipeline.report import CAPTIONS, HTML_FILE, ReportError, draw_figures, main, read_history, write_report
+from pipeline.reporting import figures
+from pipeline.reporting.html_page import data_uri
 
 FIGURE_SIZES = {
     "manifold.png": figures.MANIFOLD_SIZE,
@@ -90,15 +91,27 @@ def test_manifold_ticks_sit_on_tile_centres_labelled_with_their_z() -> None:
         assert offset == 0.5 and f"{z_values[int(column)]:.2f}" == label  # centre of a 2-pixel tile
 
 
-def fake_vae(latent_dim: int = 2, seed: int = 0) -> Vae:
+@dataclass(frozen=True)
+class LinearCodec:
+    """A numpy stand-in for a trained VAE: linear encoder, logistic decoder, no TensorFlow."""
+
+    encode_weights: np.ndarray
+    decode_weights: np.ndarray
+
+    @property
+    def latent_dim(self) -> int:
+        return self.encode_weights.shape[1]
+
+    def encode_mean(self, images: np.ndarray) -> np.ndarray:
+        return images @ self.encode_weights
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(np.asarray(z) @ self.decode_weights)))
+
+
+def fake_vae(latent_dim: int = 2, seed: int = 0) -> LinearCodec:
     rng = np.random.default_rng(seed)
-    encode_weights = rng.normal(0, 0.1, (784, latent_dim))
-    decode_weights = rng.normal(0, 1.0, (latent_dim, 784))
-    return Vae(
-        encode_mean=lambda x: x @ encode_weights,
-        decode=lambda z: 1 / (1 + np.exp(-(np.asarray(z) @ decode_weights))),
-        latent_dim=latent_dim,
-    )
+    return LinearCodec(rng.normal(0, 0.1, (784, latent_dim)), rng.normal(0, 1.0, (latent_dim, 784)))
 
 
 def small_params(latent_dim: int = 2, grid_dims: tuple[int, int] = (0, 1)) -> Params:
@@ -146,15 +159,18 @@ def test_index_embeds_every_image_and_lists_every_metric_params_and_escaped_run_
 
 def test_latent_dim_three_report_decodes_and_plots_grid_dims_only() -> None:
     decoded = []
-    vae = fake_vae(3)
 
-    def recording_decoder(z: np.ndarray) -> np.ndarray:
-        decoded.append(np.array(z))
-        return vae.decode(z)
+    class RecordingCodec(LinearCodec):
+        def decode(self, z: np.ndarray) -> np.ndarray:
+            decoded.append(np.array(z))
+            return super().decode(z)
+
+    linear = fake_vae(3)
+    vae = RecordingCodec(linear.encode_weights, linear.decode_weights)
 
     x, y = sample_data()
     drawn = draw_figures(small_params(latent_dim=3, grid_dims=(2, 1)).report,
-                         Vae(vae.encode_mean, recording_decoder, 3), x, y, [str(k) for k in range(10)],
+                         vae, x, y, [str(k) for k in range(10)],
                          {"epoch": [1], "loss": [1.0], "neg_elbo": [1.0], "kl_loss": [1.0]})
     grid = decoded[0]
     assert grid.shape == (36, 3) and np.all(grid[:, 0] == 0)
@@ -182,7 +198,7 @@ def test_history_without_the_loss_columns_is_refused(tmp_path: Path) -> None:
 
 def test_bad_params_and_missing_inputs_fail_before_the_model_is_loaded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "pipeline.model", None)  # a tripwire: importing it now raises ImportError
+    monkeypatch.setitem(sys.modules, "pipeline.model.vae", None)  # a tripwire: importing it now raises ImportError
     params = tmp_path / "params.yaml"
     params.write_text("report:\n  grid_size: 1\n")
     assert main(["--params", str(params)]) == 1
@@ -197,9 +213,9 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.tracking import MlflowClient
 
-    from pipeline import tracking
-    from pipeline.model import build_vae
-    from pipeline.prepared import save_split
+    from pipeline.data.splits import save_split
+    from pipeline.model.vae import build_vae
+    from pipeline.tracking import runs
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)
@@ -210,9 +226,9 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
     (tmp_path / "history.csv").write_text(HISTORY_CSV)
     (tmp_path / "params.yaml").write_text(
         "data:\n  dataset: fashion_mnist\nreport:\n  grid_size: 5\n  n_samples: 9\n  n_reconstructions: 4\n")
-    with tracking.training_run("report-test", {"model.latent_dim": 2}, {}) as run:
+    with runs.training_run("report-test", {"model.latent_dim": 2}, {}) as run:
         pass
-    tracking.write_run_ref(tmp_path / "run.json", run)
+    runs.write_run_ref(tmp_path / "run.json", run)
 
     code = main(["--params", "params.yaml", "--prepared", "prepared", "--model", "vae.keras", "--run", "run.json",
                  "--metrics", "metrics.json", "--history", "history.csv", "--out", "reports"])

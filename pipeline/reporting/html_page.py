@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import atomic
-from pipeline.params import flatten
+from pipeline.core import atomic_files
+from pipeline.core.params import flatten
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -96,5 +96,5 @@ def render_html(dataset: str, run_id: str, metrics: Mapping[str, object], params
 def write_html(target: Path, dataset: str, run_id: str, metrics: Mapping[str, object],
                params: Mapping[str, object], images: Sequence[ReportImage]) -> Path:
     """Render the page and write it atomically."""
-    atomic.write_text(target, render_html(dataset, run_id, metrics, params, images))
+    atomic_files.write_text(target, render_html(dataset, run_id, metrics, params, images))
     return target
