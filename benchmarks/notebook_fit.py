@@ -16,9 +16,9 @@ from pathlib import Path
 
 from train_speed import load_images, steady, time_keras_fit
 
-from pipeline.params import load_params
-from pipeline.paths import PARAMS_FILE, PREPARED_DIR
-from pipeline.training import TrainConfig
+from pipeline.core.params import load_params
+from pipeline.core.paths import PARAMS_FILE, PREPARED_DIR
+from pipeline.model.trainer import TrainConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
