@@ -16,7 +16,6 @@ from pipeline.core.cli import add_model_paths, run_stage, show_progress, stage_p
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.splits import load_split
-from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
 from pipeline.tracking import logged_models, runs
 
 INPUT_EXAMPLE_ROWS = 5
@@ -54,7 +53,9 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     x_train, _ = load_split(prepared, "train")
     x_val, _ = load_split(prepared, split)
 
-    from pipeline.model.loading import TrainedVae  # TensorFlow loads here, after validation
+    # TensorFlow loads here (pipeline.model), after params and data are checked.
+    from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
+    from pipeline.model.loading import TrainedVae
     from pipeline.model.trainer import TrainConfig, VaeTrainer
 
     config = TrainConfig.from_params(params)

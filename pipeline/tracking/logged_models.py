@@ -30,6 +30,7 @@ import numpy as np
 from mlflow.models import Model, ModelSignature
 from mlflow.types import Schema, TensorSpec
 
+from pipeline.core.quiet import verbose
 from pipeline.tracking import keras_named_outputs
 from pipeline.tracking.store import store_errors
 
@@ -41,8 +42,8 @@ PIXELS = "pixels"
 CODE_DIR = "code"
 DATA_DIR = "data"
 """The folder of MLflow's Keras flavor that holds ``model.keras``; the named-outputs loader reads it too."""
-QUIET_LOGGERS = ("mlflow.utils.environment", "mlflow.utils.uv_utils")
-"""Say for every model that ``pip`` has no version and that a uv project was found: true, and no news."""
+QUIET_LOGGERS = ("mlflow.utils.environment",)
+"""Warns for every model that ``pip`` has no version: true in a uv environment, and no news."""
 
 
 def log_vae_models(encoder: "keras.Model", decoder: "keras.Model", example_inputs: Mapping[str, np.ndarray],
@@ -134,6 +135,10 @@ _KERAS_FLAVOR = SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_
 
 @contextmanager
 def _quiet(names: tuple[str, ...]) -> Iterator[None]:
+    """Hold these loggers' warnings inside the block, unless the user asked for third-party output."""
+    if verbose():
+        yield
+        return
     loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
