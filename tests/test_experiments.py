@@ -26,7 +26,8 @@ SMALL = ("train.epochs=1", "evaluate.is_samples=20", "evaluate.elbo_samples=2", 
 EXPERIMENT = "vae-mnist"
 TEST_METRICS = ("test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units")
 REPORT_ARTIFACTS = {"index.html", "explorer.html", "manifold.png", "latent_scatter.png", "reconstructions.png",
-                    "samples.png", "learning_curves.png", "per_class.csv", "model"}
+                    "samples.png", "learning_curves.png", "per_class.csv"}
+LOGGED_MODELS = {"encoder", "decoder", "vae"}
 QUEUE_DEADLINE_S = 900.0
 POLL_S = 10.0  # each `dvc exp show` costs ~2 s of CPU on a 2-core runner
 GIT_IDENTITY = {  # `dvc exp run --queue` commits, and CI runners have no git user configured
@@ -112,6 +113,8 @@ def assert_complete_run(project: Project, name: str, beta: str) -> Run:
     assert not missing, f"{name}: evaluate logged no {missing}"
     artifacts = {item.path for item in project.client().list_artifacts(run.info.run_id)}
     assert artifacts >= REPORT_ARTIFACTS, f"{name}: missing artifacts {REPORT_ARTIFACTS - artifacts}"
+    logged = {project.client().get_logged_model(output.model_id).name for output in run.outputs.model_outputs}
+    assert logged == LOGGED_MODELS, f"{name}: logged models {logged}"
     assert run.info.artifact_uri.startswith((project.root / "mlartifacts").as_uri()), run.info.artifact_uri
     return run
 
@@ -187,9 +190,9 @@ def test_relative_tracking_uri_and_mirror_in_a_temp_experiment_land_in_the_proje
         mirror.symlink_to(mnist_dir, target_is_directory=True)
     env = {key: value for key, value in project.env.items() if key != "MNIST_MIRROR"}
     relative = Project(project.root, env | {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"})
-    settings = overrides("data.mirrors=[../mnist-mirror]", "train.seed=3")
+    settings = overrides("data.mirrors=[../mnist-mirror]", "train.seed=3", "train.beta=0.5")
     relative.dvc("exp", "run", "--temp", "-n", "exp-relative", *settings)
-    run = assert_complete_run(project, "exp-relative", beta="0.1")
+    run = assert_complete_run(project, "exp-relative", beta="0.5")
     assert not list((project.root / ".dvc" / "tmp").rglob("mlflow.db"))
 
     again = relative.dvc("exp", "run", "--temp", "-n", "exp-relative-again", *settings)
