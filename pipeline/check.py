@@ -5,6 +5,11 @@ tree's metrics with a baseline (by default the copy committed at git ``HEAD``) u
 ``check.tolerances``, prints a Markdown table, and exits 1 when a gated metric moved in its bad
 direction by more than its tolerance, is missing from either side, or is not finite in the new
 file. Metrics without a tolerance are shown as information only.
+
+The metrics of the unconditional VAE (−log p(x)) and of the conditional one (−log p(x | y)) share
+their names but not their meaning, so the gate first compares the two model kinds
+(``pipeline.core.model_kind``) and refuses to go on when they differ, unless told to with
+``--allow-model-change``; the table's heading then says so.
 """
 
 import argparse
@@ -13,9 +18,16 @@ from pathlib import Path
 
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.errors import PipelineError
+from pipeline.core.model_kind import NAMES
 from pipeline.core.params import load_params
-from pipeline.core.paths import METRICS_FILE
-from pipeline.gate.baseline import read_baseline, read_metrics_file
+from pipeline.core.paths import METRICS_FILE, MODEL_KIND_FILE
+from pipeline.gate.baseline import (
+    CannotCompareError,
+    baseline_model_kind,
+    read_baseline,
+    read_metrics_file,
+    read_model_kind,
+)
 from pipeline.gate.comparison import compare_metrics, failure_summary, format_report
 
 DEFAULT_BASELINE = "HEAD"
@@ -34,12 +46,31 @@ def append_summary(path: Path, report: str) -> None:
         raise PipelineError(f"cannot append the table to {path}: {error.strerror or error}") from None
 
 
+def model_change(args: argparse.Namespace) -> str:
+    """``""`` when the baseline and the new metrics come from one model kind, else a sentence saying which.
+
+    Raises ``CannotCompareError`` on a change unless ``--allow-model-change`` was passed.
+    """
+    model_kind = args.model_kind or Path(args.metrics).with_name(MODEL_KIND_FILE.name)
+    before = baseline_model_kind(args.baseline, model_kind, args.baseline_model_kind)
+    after = read_model_kind(model_kind)
+    if before == after:
+        return ""
+    change = f"the baseline is from the {NAMES[before]}, the new metrics from the {NAMES[after]}"
+    if not args.allow_model_change:
+        raise CannotCompareError(f"{change}, whose likelihoods differ; compare runs of one model kind "
+                                 "or pass --allow-model-change")
+    return change
+
+
 def _run(args: argparse.Namespace) -> None:
     tolerances = load_params(args.params).check.tolerances
     new = read_metrics_file(args.metrics)
     baseline_label, baseline = read_baseline(args.baseline, args.metrics)
+    change = model_change(args)
     rows = compare_metrics(baseline, new, tolerances)
-    report = format_report(rows, str(args.metrics), baseline_label)
+    note = f"**Models differ:** {change}." if change else ""
+    report = format_report(rows, str(args.metrics), baseline_label, note)
     print(report)
     if args.summary:
         append_summary(args.summary, report)
@@ -56,6 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a metrics file, or a git revision whose committed --metrics file is the "
                              f"baseline (default: {DEFAULT_BASELINE})")
     parser.add_argument("--summary", type=Path, help="also append the table here, e.g. $GITHUB_STEP_SUMMARY")
+    parser.add_argument("--model-kind", type=Path,
+                        help=f"which model produced --metrics; at a git --baseline, its committed copy tells the "
+                             f"baseline's (default: {MODEL_KIND_FILE.name} beside --metrics; absent means the "
+                             "unconditional VAE)")
+    parser.add_argument("--baseline-model-kind", type=Path,
+                        help="which model produced a --baseline FILE (default: the unconditional VAE)")
+    parser.add_argument("--allow-model-change", action="store_true",
+                        help="compare a conditional with an unconditional VAE anyway, saying so in the table")
     return run_stage("check", _run, parser, argv)
 
 
