@@ -10,14 +10,21 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.core import atomic_files
 from pipeline.core.cli import add_model_paths, run_stage, show_progress, stage_parser
+from pipeline.core.model_kind import model_kind
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.splits import load_split
 from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
 from pipeline.tracking import runs
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.model.loading import TrainedVae
 
 INPUT_EXAMPLE_ROWS = 5
 
@@ -41,6 +48,18 @@ def history_csv(history: Sequence[dict[str, float]]) -> str:
     return buffer.getvalue()
 
 
+def input_example(parts: "TrainedVae", images: "np.ndarray", labels: "np.ndarray") -> "np.ndarray | dict":
+    """The first training rows as the logged model's input: the images, with their one-hot labels when conditional.
+
+    A conditional model's two inputs go by their Keras input names (``images``, ``labels``).
+    """
+    rows = slice(0, INPUT_EXAMPLE_ROWS)
+    if not parts.conditional:
+        return images[rows]
+    arrays = parts.model_inputs(images[rows], labels[rows])
+    return {tensor.name: array for tensor, array in zip(parts.vae.inputs, arrays, strict=True)}
+
+
 def _progress(epoch: int, epochs: int, logs: dict[str, float]) -> None:
     if show_progress():
         print(f"epoch {epoch + 1}/{epochs}  loss {logs['loss']:.2f}  val_neg_elbo {logs['val_neg_elbo']:.2f}"
@@ -51,14 +70,18 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
           checkpoint_dir: Path = CHECKPOINT_DIR) -> None:
     """Train (resuming a matching checkpoint), then write the model, run reference and history atomically."""
     split = validation_split(prepared)
-    x_train, _ = load_split(prepared, "train")
-    x_val, _ = load_split(prepared, split)
+    x_train, y_train = load_split(prepared, "train")
+    x_val, y_val = load_split(prepared, split)
+    conditional = params.model.conditional
+    labels = {"train_labels": y_train, "val_labels": y_val} if conditional else {}
 
     from pipeline.model.trainer import TrainConfig, VaeTrainer  # TensorFlow loads here, after validation
 
     config = TrainConfig.from_params(params)
-    checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), x_train))
-    tags = {"dataset": params.data.dataset, "validation_split": split}
+    data = (x_train, y_train) if conditional else (x_train,)
+    checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), *data))
+    tags = {"dataset": params.data.dataset, "validation_split": split,
+            runs.MODEL_KIND_TAG: model_kind(config.num_classes)}
     logged_params = params.lineage("train")  # later stages log their own, so a run never shows stale ones
     with runs.training_run(params.train.experiment, logged_params, tags) as run:
         runs.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
@@ -70,13 +93,13 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
             logged.add(epoch)
             _progress(epoch, config.epochs, logs)
 
-        history = trainer.fit(x_train, x_val, on_epoch_end, checkpoint)
+        history = trainer.fit(x_train, x_val, on_epoch_end, checkpoint, **labels)
         resumed = [epoch for epoch in range(len(history)) if epoch not in logged]
         for epoch in resumed:
             runs.log_epoch(epoch, history[epoch])
         if resumed:
             runs.set_tag("resumed_after_epoch", str(len(resumed)))
-        runs.log_keras_model(trainer.vae, x_train[:INPUT_EXAMPLE_ROWS])
+        runs.log_keras_model(trainer.vae, input_example(trainer.parts, x_train, y_train))
         with atomic_files.atomic_path(model_file) as temporary:
             trainer.vae.save(temporary)
         atomic_files.write_text(history_file, history_csv(history))

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 PIPELINE_TAG = "pipeline.stage"
 HOST_TAG = "pipeline.host"
 PID_TAG = "pipeline.pid"
+MODEL_KIND_TAG = "model.kind"
+"""``vae`` or ``cvae`` (``pipeline.core.model_kind``): which likelihood the run's test metrics estimate."""
 
 
 @dataclass(frozen=True)
@@ -254,8 +256,10 @@ def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -
 
 
 @store_errors
-def log_keras_model(model: "keras.Model", input_example: "np.ndarray") -> None:
+def log_keras_model(model: "keras.Model", input_example: "np.ndarray | dict[str, np.ndarray]") -> None:
     """Log the model as an MLflow Keras-flavor model with a signature and an input example.
+
+    A model of several inputs (the conditional VAE) takes the example as arrays keyed by input name.
 
     ``mlflow.keras.log_model`` (3.17, 3.18) writes the input example before creating its folder
     and fails, so the model is saved into a folder made first and logged as the run's ``model``
