@@ -6,6 +6,7 @@ missing file fails before any model work starts.
 
 import argparse
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -20,7 +21,7 @@ from pipeline.core.params import Params, ReportParams, load_params
 from pipeline.core.paths import METRICS_FILE, REPORTS_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
-from pipeline.reporting import figures
+from pipeline.reporting import conditional_figures, figures
 from pipeline.reporting.html_page import ReportImage, write_html
 from pipeline.tracking import runs
 
@@ -32,23 +33,38 @@ CAPTIONS = {
     "samples.png": "Decoder means for random latent points drawn from the prior.",
     "learning_curves.png": "Per-epoch losses from the train stage; training values are means over each epoch.",
 }
+CONDITIONAL_CAPTIONS = {
+    **CAPTIONS,
+    "manifold.png": "The conditional decoder's mean image over one regular latent grid, once per label: "
+                    "z carries the style, the label the class.",
+    "latent_scatter.png": "Where the conditional encoder puts each test image (z_mean), coloured by its label; "
+                          "the encoder is given the label, so z need not separate the classes and they mix.",
+    "reconstructions.png": "Same style, every class: each test image's z_mean decoded under every label; "
+                           "the row of its own label is its reconstruction.",
+    "samples.png": "Latent points drawn from the prior N(0, I), each decoded under every label.",
+}
 
 class ReportError(PipelineError):
     """An input of the report is missing or does not fit the model."""
 
 
 class LatentCodec(Protocol):
-    """What the report needs from a model: z_mean of images, pixel means of latent points, the latent size.
+    """What the report needs from a model: z_mean of images, pixel means of latent points, their sizes.
 
-    ``pipeline.model.loading.TrainedVae`` is one; tests pass small numpy ones, without TensorFlow.
+    ``num_classes`` is 0 for the unconditional VAE; a conditional one takes class indices (n,) as
+    ``labels`` in both methods. ``pipeline.model.loading.TrainedVae`` is one; tests pass small numpy
+    ones, without TensorFlow.
     """
 
     @property
     def latent_dim(self) -> int: ...
 
-    def encode_mean(self, images: np.ndarray) -> np.ndarray: ...
+    @property
+    def num_classes(self) -> int: ...
 
-    def decode(self, z: np.ndarray) -> np.ndarray: ...
+    def encode_mean(self, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray: ...
+
+    def decode(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray: ...
 
 
 def read_history(path: Path) -> pd.DataFrame:
@@ -81,6 +97,9 @@ def draw_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, y
     if max(settings.grid_dims) >= vae.latent_dim:
         raise ReportError(f"report.grid_dims {list(settings.grid_dims)} do not index the model's "
                           f"{vae.latent_dim} latent dimensions; retrain or change params")
+    if vae.num_classes:
+        return {**draw_conditional_figures(settings, vae, x_test, y_test, class_names),
+                "learning_curves.png": figures.learning_curves_figure(history)}
     dims = settings.grid_dims
     image, z_values = figures.manifold_grid(vae.decode, settings.grid_size, settings.grid_range,
                                             vae.latent_dim, dims)
@@ -97,15 +116,38 @@ def draw_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, y
     }
 
 
+def draw_conditional_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
+                             class_names: Sequence[str]) -> dict[str, Figure]:
+    """The conditional VAE's figures under the unconditional ones' names: the same latent points under each label."""
+    dims, classes = settings.grid_dims, vae.num_classes
+    boards, z_values = conditional_figures.class_manifold_grids(vae.decode, classes, settings.grid_size,
+                                                                settings.grid_range, vae.latent_dim, dims)
+    z_mean = vae.encode_mean(x_test, y_test)
+    n = min(settings.n_reconstructions, len(x_test))
+    styles = conditional_figures.decode_under_every_class(vae.decode, z_mean[:n], classes)
+    rng = np.random.default_rng(settings.seed)
+    prior = rng.standard_normal((math.ceil(settings.n_samples / classes), vae.latent_dim)).astype(np.float32)
+    samples = conditional_figures.decode_under_every_class(vae.decode, prior, classes)
+    return {
+        "manifold.png": conditional_figures.class_manifolds_figure(boards, z_values, vae.latent_dim, dims,
+                                                                   class_names),
+        "latent_scatter.png": figures.latent_scatter_figure(z_mean, y_test, class_names, dims,
+                                                            settings.grid_range),
+        "reconstructions.png": conditional_figures.styles_figure(x_test[:n], styles, y_test[:n], class_names),
+        "samples.png": conditional_figures.class_samples_figure(samples, class_names, settings.seed),
+    }
+
+
 def write_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
                  history: Mapping[str, Sequence[float]], metrics: Mapping[str, object], run_id: str,
                  out: Path) -> list[Path]:
     """Write the PNGs and ``index.html`` into ``out``, each atomically; return their paths."""
     class_names = DATASETS[params.data.dataset].class_names
     drawn = draw_figures(params.report, vae, x_test, y_test, class_names, history)
+    captions = CONDITIONAL_CAPTIONS if vae.num_classes else CAPTIONS
     images = [figures.save_figure(figure, out / name) for name, figure in drawn.items()]
     page = write_html(out / HTML_FILE, params.data.dataset, run_id, metrics, params.read_by("report"),
-                      [ReportImage(path, CAPTIONS[path.name]) for path in images])
+                      [ReportImage(path, captions[path.name]) for path in images])
     return [*images, page]
 
 

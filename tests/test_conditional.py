@@ -2,12 +2,14 @@
 shapes, loss terms, training, scoring and the stages end to end."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from helpers import synthetic_digits
+from test_train_stage import run_in, write_project
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import parse_params
@@ -188,3 +190,37 @@ def test_conditional_training_repeats_itself_under_a_seed() -> None:
     assert [{k: v for k, v in logs.items() if k != "seconds"} for logs in first] == [
         {k: v for k, v in logs.items() if k != "seconds"} for logs in second]
 
+
+@pytest.mark.slow
+def test_stages_train_evaluate_and_report_a_conditional_vae_and_say_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> None:
+    """``model.conditional: true`` end to end on synthetic digits: the run, the logged model's inputs, model.json."""
+    import mlflow
+    from mlflow.models import Model
+    from mlflow.tracking import MlflowClient
+
+    from pipeline import evaluate, report
+
+    write_project(tmp_path, model={"conditional": True}, train={"experiment": "cvae-stage-test"},
+                  evaluate={"elbo_samples": 2, "is_samples": 8, "batch_size": 100, "seed": 0},
+                  report={"grid_size": 4, "n_samples": 20, "n_reconstructions": 3})
+    code, stderr = run_in(tmp_path, empty_store, monkeypatch)
+    assert code == 0, stderr
+    assert evaluate.main(["--params", "params.yaml"]) == 0
+    assert report.main(["--params", "params.yaml"]) == 0
+
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert set(metrics) == {"test_loss", "test_reconstruction_loss", "test_kl_loss", "test_neg_elbo",
+                            "test_nll_is", "test_mse", "active_units"}
+    assert json.loads((tmp_path / "reports" / "model.json").read_text()) == {
+        "kind": "cvae", "likelihood": "p(x|y)", "num_classes": 10}
+    run_id = json.loads((tmp_path / "models" / "run.json").read_text())["run_id"]
+    run = MlflowClient().get_run(run_id)
+    assert run.data.params["model.conditional"] == "True" and run.data.tags["model.kind"] == "cvae"
+    assert run.data.metrics["test_neg_elbo"] == pytest.approx(metrics["test_neg_elbo"])
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    folder = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(tmp_path / "logged"))
+    inputs = Model.load(folder).signature.inputs.inputs
+    assert [(spec.name, spec.shape) for spec in inputs] == [("images", (-1, 784)), ("labels", (-1, 10))]
+    assert load_trained_vae(tmp_path / "models" / "vae.keras").num_classes == 10
+    assert (tmp_path / "reports" / "manifold.png").is_file() and (tmp_path / "reports" / "index.html").is_file()
