@@ -19,7 +19,6 @@ from pipeline.reporting.figures import (
     image_side,
     manifold_points,
     new_figure,
-    tick_tiles,
     tile_grid,
 )
 
@@ -27,7 +26,6 @@ CLASS_MANIFOLDS_SIZE = (25.0, 11.0)
 STYLES_SIZE = (12.0, 14.0)
 CLASS_SAMPLES_SIZE = (9.0, 10.0)
 PANEL_COLUMNS = 5
-PANEL_TICKS = 3
 
 ConditionalDecodeFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """Pixel means (n, pixels) of latent points (n, latent_dim) under class indices (n,)."""
@@ -59,7 +57,7 @@ def class_manifolds_figure(boards: np.ndarray, z_values: np.ndarray, latent_dim:
     rows = math.ceil(len(boards) / columns)
     figure = new_figure(CLASS_MANIFOLDS_SIZE)
     panels = np.atleast_1d(figure.subplots(rows, columns, sharex=True, sharey=True)).ravel()
-    ticks = tick_tiles(grid_size)[:: max(1, len(tick_tiles(grid_size)) // PANEL_TICKS)]
+    ticks = np.array([0, grid_size - 1])  # the grid's two ends: small panels have no room for more
     centres = side * ticks + (side - 1) / 2
     for index, axes in enumerate(panels):
         if index >= len(boards):
