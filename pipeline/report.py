@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pipeline.core import atomic_files
 from pipeline.core.cli import add_model_paths, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import Params, ReportParams, load_params
@@ -22,10 +23,12 @@ from pipeline.core.paths import METRICS_FILE, REPORTS_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
 from pipeline.reporting import conditional_figures, figures
+from pipeline.reporting.explorer import DecoderWeights, render_explorer
 from pipeline.reporting.html_page import ReportImage, write_html
 from pipeline.tracking import runs
 
 HTML_FILE = "index.html"
+EXPLORER_FILE = "explorer.html"
 CAPTIONS = {
     "manifold.png": "The decoder's mean image at each point of a regular latent grid.",
     "latent_scatter.png": "Where the encoder puts each test image (z_mean), coloured by its label.",
@@ -66,6 +69,8 @@ class LatentCodec(Protocol):
 
     def decode(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray: ...
 
+    def decoder_dense_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+
 
 def read_history(path: Path) -> pd.DataFrame:
     """The per-epoch CSV written by the train stage."""
@@ -91,19 +96,23 @@ def read_metrics(path: Path) -> dict[str, object]:
     return metrics
 
 
-def draw_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
-                 class_names: Sequence[str], history: Mapping[str, Sequence[float]]) -> dict[str, Figure]:
-    """Every figure of the report, keyed by its file name."""
-    if max(settings.grid_dims) >= vae.latent_dim:
+def check_grid_dims(settings: ReportParams, latent_dim: int) -> None:
+    """Refuse plotted dimensions the loaded model does not have (params were checked against params only)."""
+    if max(settings.grid_dims) >= latent_dim:
         raise ReportError(f"report.grid_dims {list(settings.grid_dims)} do not index the model's "
-                          f"{vae.latent_dim} latent dimensions; retrain or change params")
+                          f"{latent_dim} latent dimensions; retrain or change params")
+
+
+def draw_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, z_mean: np.ndarray,
+                 y_test: np.ndarray, class_names: Sequence[str],
+                 history: Mapping[str, Sequence[float]]) -> dict[str, Figure]:
+    """Every figure of the report, keyed by its file name; ``z_mean`` (n, latent_dim) is ``x_test``'s."""
     if vae.num_classes:
-        return {**draw_conditional_figures(settings, vae, x_test, y_test, class_names),
+        return {**draw_conditional_figures(settings, vae, x_test, z_mean, y_test, class_names),
                 "learning_curves.png": figures.learning_curves_figure(history)}
     dims = settings.grid_dims
     image, z_values = figures.manifold_grid(vae.decode, settings.grid_size, settings.grid_range,
                                             vae.latent_dim, dims)
-    z_mean = vae.encode_mean(x_test)
     n = min(settings.n_reconstructions, len(x_test))
     prior = np.random.default_rng(settings.seed).standard_normal((settings.n_samples, vae.latent_dim))
     return {
@@ -116,13 +125,15 @@ def draw_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, y
     }
 
 
-def draw_conditional_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
-                             class_names: Sequence[str]) -> dict[str, Figure]:
-    """The conditional VAE's figures under the unconditional ones' names: the same latent points under each label."""
+def draw_conditional_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, z_mean: np.ndarray,
+                             y_test: np.ndarray, class_names: Sequence[str]) -> dict[str, Figure]:
+    """The conditional VAE's figures under the unconditional ones' names: the same latent points under each label.
+
+    ``z_mean`` (n, latent_dim) is ``x_test``'s, encoded with its labels ``y_test``.
+    """
     dims, classes = settings.grid_dims, vae.num_classes
     boards, z_values = conditional_figures.class_manifold_grids(vae.decode, classes, settings.grid_size,
                                                                 settings.grid_range, vae.latent_dim, dims)
-    z_mean = vae.encode_mean(x_test, y_test)
     n = min(settings.n_reconstructions, len(x_test))
     styles = conditional_figures.decode_under_every_class(vae.decode, z_mean[:n], classes)
     rng = np.random.default_rng(settings.seed)
@@ -141,14 +152,34 @@ def draw_conditional_figures(settings: ReportParams, vae: LatentCodec, x_test: n
 def write_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
                  history: Mapping[str, Sequence[float]], metrics: Mapping[str, object], run_id: str,
                  out: Path) -> list[Path]:
-    """Write the PNGs and ``index.html`` into ``out``, each atomically; return their paths."""
+    """Write the PNGs, ``explorer.html`` and ``index.html`` into ``out``, each atomically; return their paths."""
     class_names = DATASETS[params.data.dataset].class_names
-    drawn = draw_figures(params.report, vae, x_test, y_test, class_names, history)
+    check_grid_dims(params.report, vae.latent_dim)
+    z_mean = vae.encode_mean(x_test, y_test if vae.num_classes else None)
+    drawn = draw_figures(params.report, vae, x_test, z_mean, y_test, class_names, history)
     captions = CONDITIONAL_CAPTIONS if vae.num_classes else CAPTIONS
     images = [figures.save_figure(figure, out / name) for name, figure in drawn.items()]
+    explorer = write_explorer(out / EXPLORER_FILE, params, vae, z_mean, y_test, class_names)
     page = write_html(out / HTML_FILE, params.data.dataset, run_id, metrics, params.read_by("report"),
-                      [ReportImage(path, captions[path.name]) for path in images])
-    return [*images, page]
+                      [ReportImage(path, captions[path.name]) for path in images], explorer=EXPLORER_FILE)
+    return [*images, explorer, page]
+
+
+def write_explorer(target: Path, params: Params, vae: LatentCodec, z_mean: np.ndarray, labels: np.ndarray,
+                   class_names: Sequence[str]) -> Path:
+    """The latent-space explorer page (the decoder in JavaScript over the test set's z_mean), written atomically.
+
+    A conditional decoder also takes the one-hot class, which the page's class picker sets.
+    """
+    try:
+        page = render_explorer(DecoderWeights(*vae.decoder_dense_weights()), z_mean, labels, class_names,
+                               params.report.grid_dims, params.report.grid_range,
+                               title=f"Latent space explorer: {params.data.dataset}", seed=params.report.seed,
+                               conditional=vae.num_classes > 0)
+    except ValueError as error:
+        raise ReportError(f"cannot write the explorer page: {error}") from None
+    atomic_files.write_text(target, page)
+    return target
 
 
 def report(params: Params, prepared: Path, model_file: Path, run_file: Path, metrics_file: Path,
@@ -176,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_model_paths(parser)
     parser.add_argument("--metrics", type=Path, default=METRICS_FILE, help="metrics.json from evaluate")
     parser.add_argument("--history", type=Path, default=TRAIN_HISTORY_FILE, help="per-epoch CSV from train")
-    parser.add_argument("--out", type=Path, default=REPORTS_DIR, help="folder for the PNGs and index.html")
+    parser.add_argument("--out", type=Path, default=REPORTS_DIR,
+                        help="folder for the PNGs, explorer.html and index.html")
     return run_stage("report", _run, parser, argv)
 
 

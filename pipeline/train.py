@@ -18,7 +18,6 @@ from pipeline.core.model_kind import model_kind
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.splits import load_split
-from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
 from pipeline.tracking import runs
 
 if TYPE_CHECKING:
@@ -75,7 +74,9 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     conditional = params.model.conditional
     labels = {"train_labels": y_train, "val_labels": y_val} if conditional else {}
 
-    from pipeline.model.trainer import TrainConfig, VaeTrainer  # TensorFlow loads here, after validation
+    # TensorFlow loads here (pipeline.model), after params and data are checked.
+    from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
+    from pipeline.model.trainer import TrainConfig, VaeTrainer
 
     config = TrainConfig.from_params(params)
     data = (x_train, y_train) if conditional else (x_train,)

@@ -149,7 +149,7 @@ def numpy_conditional_terms(vae: keras.Model, x: np.ndarray, y: np.ndarray, nois
     }
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # compiles XLA programs
 def test_conditional_elbo_and_importance_sampling_match_numpy_given_the_labels(cvae: keras.Model) -> None:
     x, _ = synthetic_digits(6, seed=6)
     y = labels_of(6, seed=7)
@@ -165,7 +165,7 @@ def test_conditional_elbo_and_importance_sampling_match_numpy_given_the_labels(c
         LikelihoodEstimator(TrainedVae(cvae)).score(x, 3, 7, 4, 5)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # compiles XLA programs
 def test_training_gathers_each_label_with_its_image_so_the_true_label_explains_it_best() -> None:
     """Synthetic digits are their class prototype plus noise: given the right label, the decoder needs
     no latent code. With a heavy KL weight the code stays near the prior, so the label is the model's
@@ -182,7 +182,7 @@ def test_training_gathers_each_label_with_its_image_so_the_true_label_explains_i
         assert terms["neg_elbo"] == pytest.approx(terms["reconstruction_loss"] + terms["kl_loss"], rel=1e-6)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # compiles XLA programs
 def test_conditional_training_repeats_itself_under_a_seed() -> None:
     images, labels = synthetic_digits(200, seed=9)
     first, second = (VaeTrainer(CONFIG).fit(images, images[:50], train_labels=labels, val_labels=labels[:50])
@@ -191,7 +191,7 @@ def test_conditional_training_repeats_itself_under_a_seed() -> None:
         {k: v for k, v in logs.items() if k != "seconds"} for logs in second]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # compiles XLA programs
 def test_stages_train_evaluate_and_report_a_conditional_vae_and_say_so(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> None:
     """``model.conditional: true`` end to end on synthetic digits: the run, the logged model's inputs, model.json."""

@@ -25,8 +25,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SMALL = ("train.epochs=1", "evaluate.is_samples=20", "evaluate.elbo_samples=2", "report.grid_size=5")
 EXPERIMENT = "vae-mnist"
 TEST_METRICS = ("test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units")
-REPORT_ARTIFACTS = {"index.html", "manifold.png", "latent_scatter.png", "reconstructions.png", "samples.png",
-                    "learning_curves.png", "per_class.csv", "model"}
+REPORT_ARTIFACTS = {"index.html", "explorer.html", "manifold.png", "latent_scatter.png", "reconstructions.png",
+                    "samples.png", "learning_curves.png", "per_class.csv", "model"}
 QUEUE_DEADLINE_S = 900.0
 POLL_S = 10.0  # each `dvc exp show` costs ~2 s of CPU on a 2-core runner
 GIT_IDENTITY = {  # `dvc exp run --queue` commits, and CI runners have no git user configured

@@ -10,6 +10,8 @@ from PIL import Image
 from pipeline.reporting import figures
 from pipeline.reporting.html_page import ReportImage, write_html
 
+pytestmark = pytest.mark.slow  # starts a browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 WINDOW = (1200, 2000)
 CHROMIUM_FLAGS = [

@@ -1,5 +1,6 @@
 """The report stage: manifold orientation, one batched decode, figure sizes, the HTML page, a real run."""
 
+import base64
 import html
 import json
 import sys
@@ -11,8 +12,18 @@ import pytest
 from PIL import Image
 
 from pipeline.core.params import Params, parse_params
-from pipeline.report import CAPTIONS, HTML_FILE, ReportError, draw_figures, main, read_history, write_report
+from pipeline.report import (
+    CAPTIONS,
+    EXPLORER_FILE,
+    HTML_FILE,
+    ReportError,
+    draw_figures,
+    main,
+    read_history,
+    write_report,
+)
 from pipeline.reporting import figures
+from pipeline.reporting.explorer import MAX_POINTS, sample_points
 from pipeline.reporting.html_page import data_uri
 
 FIGURE_SIZES = {
@@ -114,6 +125,12 @@ class LinearCodec:
         assert labels is None, "an unconditional model is never given labels"
         return 1 / (1 + np.exp(-(np.asarray(z) @ self.decode_weights)))
 
+    def decoder_dense_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``decode`` as dense, relu, dense: z · W = relu(z) · W + relu(-z) · (-W)."""
+        identity = np.eye(self.latent_dim)
+        return (np.hstack([identity, -identity]), np.zeros(2 * self.latent_dim),
+                np.vstack([self.decode_weights, -self.decode_weights]), np.zeros(self.decode_weights.shape[1]))
+
 
 def fake_vae(latent_dim: int = 2, seed: int = 0) -> LinearCodec:
     rng = np.random.default_rng(seed)
@@ -142,7 +159,7 @@ def write_fake_report(out: Path, latent_dim: int = 2, grid_dims: tuple[int, int]
 
 def test_figures_have_the_fixed_pixel_size_and_are_not_blank(tmp_path: Path) -> None:
     written = write_fake_report(tmp_path)
-    assert sorted(path.name for path in written) == sorted([*FIGURE_SIZES, HTML_FILE])
+    assert sorted(path.name for path in written) == sorted([*FIGURE_SIZES, EXPLORER_FILE, HTML_FILE])
     for name, (width, height) in FIGURE_SIZES.items():
         with Image.open(tmp_path / name) as picture:
             assert picture.size == (round(width * figures.DPI), round(height * figures.DPI)), name
@@ -161,6 +178,30 @@ def test_index_embeds_every_image_and_lists_every_metric_params_and_escaped_run_
     assert "171.123" in page and "run&lt;&amp;&gt;42" in page and "run<&>42" not in page
     assert "<code>report.grid_size</code>" in page and "<strong>mnist</strong>" in page
     assert "src=\"http" not in page and "src=\"file" not in page  # self-contained
+    assert f'<a id="explorer-link" href="{EXPLORER_FILE}">' in page
+
+
+def test_explorer_page_runs_the_models_decoder_over_its_z_mean(tmp_path: Path) -> None:
+    write_fake_report(tmp_path, latent_dim=3, grid_dims=(2, 1))
+    page = (tmp_path / EXPLORER_FILE).read_text(encoding="utf-8")
+    data = json.loads(page.split("const EXPLORER_DATA = ", 1)[1].split(";</script>", 1)[0])
+    vae, (x, y) = fake_vae(3), sample_data()
+    hidden_kernel, _, output_kernel, _ = vae.decoder_dense_weights()
+    embedded = [np.frombuffer(base64.b64decode(text), "<f2") for text in data["weights"]]
+    np.testing.assert_array_equal(embedded[0], hidden_kernel.astype(np.float16).ravel())
+    np.testing.assert_array_equal(embedded[2], output_kernel.astype(np.float16).ravel())
+    rows = sample_points(x, y, MAX_POINTS, seed=small_params().report.seed)
+    points = np.frombuffer(base64.b64decode(data["points"]), "<f2").reshape(-1, 2)
+    np.testing.assert_array_equal(points, vae.encode_mean(x)[rows][:, [2, 1]].astype(np.float16))
+    assert data["dims"] == [2, 1] and data["classNames"] == [str(k) for k in range(10)]
+
+
+def test_the_codec_stand_in_is_the_dense_relu_dense_decoder_it_embeds() -> None:
+    vae = fake_vae(2)
+    hidden_kernel, hidden_bias, output_kernel, output_bias = vae.decoder_dense_weights()
+    z = np.random.default_rng(3).normal(0, 2, (50, 2))
+    logits = np.maximum(z @ hidden_kernel + hidden_bias, 0) @ output_kernel + output_bias
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), vae.decode(z), rtol=1e-12)
 
 
 def test_latent_dim_three_report_decodes_and_plots_grid_dims_only() -> None:
@@ -176,7 +217,7 @@ def test_latent_dim_three_report_decodes_and_plots_grid_dims_only() -> None:
 
     x, y = sample_data()
     drawn = draw_figures(small_params(latent_dim=3, grid_dims=(2, 1)).report,
-                         vae, x, y, [str(k) for k in range(10)],
+                         vae, x, vae.encode_mean(x), y, [str(k) for k in range(10)],
                          {"epoch": [1], "loss": [1.0], "neg_elbo": [1.0], "kl_loss": [1.0]})
     grid = decoded[0]
     assert grid.shape == (36, 3) and np.all(grid[:, 0] == 0)
@@ -240,7 +281,7 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
                  "--metrics", "metrics.json", "--history", "history.csv", "--out", "reports"])
 
     assert code == 0
-    expected = sorted([*FIGURE_SIZES, HTML_FILE])
+    expected = sorted([*FIGURE_SIZES, EXPLORER_FILE, HTML_FILE])
     assert sorted(path.name for path in (tmp_path / "reports").iterdir()) == expected
     logged = MlflowClient().list_artifacts(run.run_id)
     assert sorted(artifact.path for artifact in logged) == expected

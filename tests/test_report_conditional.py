@@ -1,6 +1,7 @@
 """The conditional VAE's report: per-class manifolds, the same style under every label, samples per label."""
 
 import html
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 from test_report import METRICS, sample_data, small_params, tile
 
-from pipeline.report import CONDITIONAL_CAPTIONS, HTML_FILE, draw_figures, write_report
+from pipeline.report import CONDITIONAL_CAPTIONS, EXPLORER_FILE, HTML_FILE, draw_figures, write_report
 from pipeline.reporting import conditional_figures, figures
 
 CLASSES = 10
@@ -47,6 +48,11 @@ class SpellingCodec:
         self.calls.append(len(z))
         return np.column_stack([z[:, 0], z[:, 1], labels, labels]).astype(np.float64)
 
+    def decoder_dense_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Dense layers of the shapes a conditional decoder has: (2 + classes) → 8 → 784."""
+        rng = np.random.default_rng(0)
+        return rng.normal(size=(2 + CLASSES, 8)), np.zeros(8), rng.normal(size=(8, 784)), np.zeros(784)
+
 
 def spelled(z1: float, z2: float, label: int) -> np.ndarray:
     return np.array([[z1, z2], [label, label]])
@@ -72,9 +78,9 @@ def small_images(count: int) -> tuple[np.ndarray, np.ndarray]:
 def test_same_style_figure_decodes_each_z_mean_under_each_label_below_its_image() -> None:
     codec = SpellingCodec([])
     x, y = small_images(30)
-    drawn = draw_figures(small_params().report, codec, x, y, [str(k) for k in range(CLASSES)], HISTORY)
-    board = drawn["reconstructions.png"].axes[0].images[0].get_array()
     z_mean = codec.encode_mean(x, y)
+    drawn = draw_figures(small_params().report, codec, x, z_mean, y, [str(k) for k in range(CLASSES)], HISTORY)
+    board = drawn["reconstructions.png"].axes[0].images[0].get_array()
     assert board.shape == ((CLASSES + 1) * 2, 5 * 2)  # n_reconstructions 5 images, a row per label below them
     for column in (0, 4):
         np.testing.assert_allclose(tile(board, 0, column, 2), x[column].reshape(2, 2), rtol=1e-6)
@@ -87,7 +93,8 @@ def test_same_style_figure_decodes_each_z_mean_under_each_label_below_its_image(
 def test_samples_share_each_prior_draw_across_the_labels_and_scatter_is_conditional_z_mean() -> None:
     codec = SpellingCodec([])
     x, y = small_images(40)
-    drawn = draw_figures(small_params().report, codec, x, y, [str(k) for k in range(CLASSES)], HISTORY)
+    drawn = draw_figures(small_params().report, codec, x, codec.encode_mean(x, y), y,
+                         [str(k) for k in range(CLASSES)], HISTORY)
     board = drawn["samples.png"].axes[0].images[0].get_array()
     assert board.shape == (CLASSES * 2, 1 * 2)  # n_samples 10 over 10 labels: one prior draw, a row per label
     assert np.all(board[0::2, 0] == board[0, 0]), "every label decodes the same latent point"
@@ -104,7 +111,7 @@ def test_conditional_report_writes_the_same_files_at_fixed_sizes_with_their_capt
 
     x, y = sample_data()
     written = write_report(small_params(), PixelCodec([]), x, y, HISTORY, METRICS, "run-1", tmp_path)
-    assert sorted(path.name for path in written) == sorted([*FIGURE_SIZES, HTML_FILE])
+    assert sorted(path.name for path in written) == sorted([*FIGURE_SIZES, EXPLORER_FILE, HTML_FILE])
     for name, (width, height) in FIGURE_SIZES.items():
         with Image.open(tmp_path / name) as picture:
             assert picture.size == (round(width * figures.DPI), round(height * figures.DPI)), name
@@ -113,6 +120,9 @@ def test_conditional_report_writes_the_same_files_at_fixed_sizes_with_their_capt
     for name in FIGURE_SIZES:
         assert html.escape(CONDITIONAL_CAPTIONS[name]) in page
     assert "Same style, every class" in page
+    explorer = (tmp_path / EXPLORER_FILE).read_text(encoding="utf-8")
+    data = json.loads(explorer.split("const EXPLORER_DATA = ", 1)[1].split(";</script>", 1)[0])
+    assert data["conditional"] is True and data["inputs"] == 2 + CLASSES, "the explorer offers its class picker"
 
 
 @pytest.mark.slow
@@ -125,4 +135,4 @@ def test_a_trained_conditional_vae_draws_every_figure(tmp_path: Path) -> None:
     written = write_report(small_params(), trained, x, y, HISTORY, METRICS, "run-2", tmp_path)
     with Image.open(tmp_path / "manifold.png") as picture:
         assert picture.size == tuple(round(side * figures.DPI) for side in conditional_figures.CLASS_MANIFOLDS_SIZE)
-    assert len(written) == len(FIGURE_SIZES) + 1
+    assert len(written) == len(FIGURE_SIZES) + 2

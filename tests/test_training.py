@@ -15,6 +15,8 @@ from pipeline.model.losses import LOSS_NAMES
 from pipeline.model.trainer import TrainConfig, TrainingDivergedError, VaeTrainer
 from pipeline.model.vae import IMAGE_PIXELS, build_vae
 
+pytestmark = pytest.mark.slow  # every test compiles the XLA training loop
+
 BASE = TrainConfig(
     latent_dim=2, intermediate_dim=32, epochs=1, batch_size=100, optimizer="rmsprop",
     learning_rate=1e-3, beta=0.25, seed=0,

@@ -86,6 +86,17 @@ class TrainedVae:
         """Pixel means (n, 784) at latent points (n, latent_dim) and, when conditional, labels (n,), in batches."""
         return self.decoder.predict(self.model_inputs(z, labels), batch_size=PREDICT_BATCH_SIZE, verbose=0)
 
+    def decoder_dense_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The decoder as plain arrays, for code that runs it without Keras (the report's explorer page).
+
+        Hidden kernel (latent_dim, hidden) and bias (hidden,), then logits kernel (hidden, 784) and bias
+        (784,): pixels = sigmoid(relu(z · K1 + b1) · K2 + b2). For the conditional VAE the hidden kernel is
+        (latent_dim + num_classes, hidden) and its input z followed by the one-hot label.
+        """
+        hidden = self.decoder.get_layer("decoder_hidden").get_weights()
+        logits = self.decoder.get_layer("decoder_logits").get_weights()
+        return hidden[0], hidden[1], logits[0], logits[1]
+
 
 def load_trained_vae(path: str | Path) -> TrainedVae:
     """Load a saved VAE with Keras' safe mode on; raise ``ModelLoadError`` naming the file and the cause.
