@@ -8,7 +8,7 @@ import csv
 import io
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,7 @@ from pipeline.core.model_kind import model_kind
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.splits import load_split
-from pipeline.tracking import runs
+from pipeline.tracking import logged_models, runs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,16 +47,13 @@ def history_csv(history: Sequence[dict[str, float]]) -> str:
     return buffer.getvalue()
 
 
-def input_example(parts: "TrainedVae", images: "np.ndarray", labels: "np.ndarray") -> "np.ndarray | dict":
-    """The first training rows as the logged model's input: the images, with their one-hot labels when conditional.
-
-    A conditional model's two inputs go by their Keras input names (``images``, ``labels``).
-    """
+def example_inputs(parts: "TrainedVae", images: "np.ndarray", labels: "np.ndarray") -> dict[str, "np.ndarray"]:
+    """The first training rows as the logged models' input example, by encoder input name: ``images``, and
+    for the conditional VAE their one-hot ``labels``."""
     rows = slice(0, INPUT_EXAMPLE_ROWS)
-    if not parts.conditional:
-        return images[rows]
-    arrays = parts.model_inputs(images[rows], labels[rows])
-    return {tensor.name: array for tensor, array in zip(parts.vae.inputs, arrays, strict=True)}
+    arrays = parts.model_inputs(images[rows], labels[rows] if parts.conditional else None)
+    arrays = arrays if parts.conditional else [arrays]
+    return {tensor.name: array for tensor, array in zip(parts.encoder.inputs, arrays, strict=True)}
 
 
 def _progress(epoch: int, epochs: int, logs: dict[str, float]) -> None:
@@ -100,11 +97,12 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
             runs.log_epoch(epoch, history[epoch])
         if resumed:
             runs.set_tag("resumed_after_epoch", str(len(resumed)))
-        runs.log_keras_model(trainer.vae, input_example(trainer.parts, x_train, y_train))
+        model_ids = logged_models.log_vae_models(trainer.parts.encoder, trainer.parts.decoder,
+                                                 example_inputs(trainer.parts, x_train, y_train), step=len(history))
         with atomic_files.atomic_path(model_file) as temporary:
             trainer.vae.save(temporary)
         atomic_files.write_text(history_file, history_csv(history))
-        runs.write_run_ref(run_file, run)
+        runs.write_run_ref(run_file, replace(run, models=model_ids))
     checkpoint.remove()
 
 
