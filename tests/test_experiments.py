@@ -26,7 +26,8 @@ SMALL = ("train.epochs=1", "evaluate.is_samples=20", "evaluate.elbo_samples=2", 
 EXPERIMENT = "vae-mnist"
 TEST_METRICS = ("test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units")
 REPORT_ARTIFACTS = {"index.html", "explorer.html", "manifold.png", "latent_scatter.png", "reconstructions.png",
-                    "samples.png", "learning_curves.png", "per_class.csv", "model"}
+                    "samples.png", "learning_curves.png", "per_class.csv"}
+LOGGED_MODELS = {"encoder", "decoder", "vae"}
 QUEUE_DEADLINE_S = 900.0
 POLL_S = 10.0  # each `dvc exp show` costs ~2 s of CPU on a 2-core runner
 GIT_IDENTITY = {  # `dvc exp run --queue` commits, and CI runners have no git user configured
@@ -112,6 +113,8 @@ def assert_complete_run(project: Project, name: str, beta: str) -> Run:
     assert not missing, f"{name}: evaluate logged no {missing}"
     artifacts = {item.path for item in project.client().list_artifacts(run.info.run_id)}
     assert artifacts >= REPORT_ARTIFACTS, f"{name}: missing artifacts {REPORT_ARTIFACTS - artifacts}"
+    models = {project.client().get_logged_model(output.model_id).name for output in run.outputs.model_outputs}
+    assert models == LOGGED_MODELS, f"{name}: logged models {models}"
     assert run.info.artifact_uri.startswith((project.root / "mlartifacts").as_uri()), run.info.artifact_uri
     return run
 
@@ -174,7 +177,7 @@ def test_two_queued_experiments_run_in_parallel_into_the_main_store(project: Pro
 
 
 def test_conditional_exp_run_builds_every_stage_and_the_gate_refuses_it_against_the_vae(project: Project) -> None:
-    project.dvc("exp", "run", "-n", "exp-cvae", *overrides("model.conditional=true"))
+    project.dvc("exp", "run", "-n", "exp-cvae", *overrides("model.conditional=true", "train.beta=0.1"))
     run = assert_complete_run(project, "exp-cvae", beta="0.1")
     assert run.data.params["model.conditional"] == "True" and run.data.tags["model.kind"] == "cvae"
     shown = project.shown()["exp-cvae"]["data"]["metrics"]
