@@ -6,6 +6,7 @@ missing file fails before any model work starts.
 
 import argparse
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +22,7 @@ from pipeline.core.params import Params, ReportParams, load_params
 from pipeline.core.paths import METRICS_FILE, REPORTS_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
-from pipeline.reporting import figures
+from pipeline.reporting import conditional_figures, figures
 from pipeline.reporting.explorer import DecoderWeights, render_explorer
 from pipeline.reporting.html_page import ReportImage, write_html
 from pipeline.tracking import runs
@@ -41,10 +42,23 @@ CAPTIONS_1D = {  # a 1-D latent space has no plane to grid or scatter: report.gr
     "latent_scatter.png": "How the encoder spreads the test images (z_mean) along z₁, stacked by label.",
 }
 
+CONDITIONAL_CAPTIONS = {
+    **CAPTIONS,
+    "manifold.png": "The conditional decoder's mean image over one regular latent grid, once per label: "
+                    "z carries the style, the label the class.",
+    "latent_scatter.png": "Where the conditional encoder puts each test image (z_mean), coloured by its label; "
+                          "the encoder is given the label, so z need not separate the classes and they mix.",
+    "reconstructions.png": "Same style, every class: each test image's z_mean decoded under every label; "
+                           "the row of its own label is its reconstruction.",
+    "samples.png": "Latent points drawn from the prior N(0, I), each decoded under every label.",
+}
 
-def captions(latent_dim: int) -> dict[str, str]:
-    """The sentence under each figure, for a model with ``latent_dim`` latent dimensions."""
-    return CAPTIONS_1D if latent_dim == 1 else CAPTIONS
+
+def captions(vae: "LatentCodec") -> dict[str, str]:
+    """The sentence under each figure, for the kind of model ``vae`` is."""
+    if vae.num_classes:
+        return CONDITIONAL_CAPTIONS
+    return CAPTIONS_1D if vae.latent_dim == 1 else CAPTIONS
 
 
 class ReportError(PipelineError):
@@ -52,17 +66,22 @@ class ReportError(PipelineError):
 
 
 class LatentCodec(Protocol):
-    """What the report needs from a model: z_mean of images, pixel means of latent points, the latent size.
+    """What the report needs from a model: z_mean of images, pixel means of latent points, their sizes.
 
-    ``pipeline.model.loading.TrainedVae`` is one; tests pass small numpy ones, without TensorFlow.
+    ``num_classes`` is 0 for the unconditional VAE; a conditional one takes class indices (n,) as
+    ``labels`` in both methods. ``pipeline.model.loading.TrainedVae`` is one; tests pass small numpy
+    ones, without TensorFlow.
     """
 
     @property
     def latent_dim(self) -> int: ...
 
-    def encode_mean(self, images: np.ndarray) -> np.ndarray: ...
+    @property
+    def num_classes(self) -> int: ...
 
-    def decode(self, z: np.ndarray) -> np.ndarray: ...
+    def encode_mean(self, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray: ...
+
+    def decode(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray: ...
 
     def decoder_dense_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
 
@@ -104,8 +123,12 @@ def draw_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, z
                  history: Mapping[str, Sequence[float]]) -> dict[str, Figure]:
     """Every figure of the report, keyed by its file name; ``z_mean`` (n, latent_dim) is ``x_test``'s.
 
-    A 1-D latent space gets a strip along z₁ and a histogram by class instead of the grid and the scatter.
+    A 1-D latent space gets a strip along z₁ and a histogram by class instead of the grid and the scatter;
+    a conditional VAE gets its own figures under the same names.
     """
+    if vae.num_classes:
+        return {**draw_conditional_figures(settings, vae, x_test, z_mean, y_test, class_names),
+                "learning_curves.png": figures.learning_curves_figure(history)}
     n = min(settings.n_reconstructions, len(x_test))
     prior = np.random.default_rng(settings.seed).standard_normal((settings.n_samples, vae.latent_dim))
     return {
@@ -134,29 +157,56 @@ def _latent_figures(settings: ReportParams, vae: LatentCodec, z_mean: np.ndarray
     }
 
 
+def draw_conditional_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, z_mean: np.ndarray,
+                             y_test: np.ndarray, class_names: Sequence[str]) -> dict[str, Figure]:
+    """The conditional VAE's figures under the unconditional ones' names: the same latent points under each label.
+
+    ``z_mean`` (n, latent_dim) is ``x_test``'s, encoded with its labels ``y_test``.
+    """
+    dims, classes = settings.grid_dims, vae.num_classes
+    boards, z_values = conditional_figures.class_manifold_grids(vae.decode, classes, settings.grid_size,
+                                                                settings.grid_range, vae.latent_dim, dims)
+    n = min(settings.n_reconstructions, len(x_test))
+    styles = conditional_figures.decode_under_every_class(vae.decode, z_mean[:n], classes)
+    rng = np.random.default_rng(settings.seed)
+    prior = rng.standard_normal((math.ceil(settings.n_samples / classes), vae.latent_dim)).astype(np.float32)
+    samples = conditional_figures.decode_under_every_class(vae.decode, prior, classes)
+    return {
+        "manifold.png": conditional_figures.class_manifolds_figure(boards, z_values, vae.latent_dim, dims,
+                                                                   class_names),
+        "latent_scatter.png": figures.latent_scatter_figure(z_mean, y_test, class_names, dims,
+                                                            settings.grid_range),
+        "reconstructions.png": conditional_figures.styles_figure(x_test[:n], styles, y_test[:n], class_names),
+        "samples.png": conditional_figures.class_samples_figure(samples, class_names, settings.seed),
+    }
+
+
 def write_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
                  history: Mapping[str, Sequence[float]], metrics: Mapping[str, object], run_id: str,
                  out: Path) -> list[Path]:
     """Write the PNGs, ``explorer.html`` and ``index.html`` into ``out``, each atomically; return their paths."""
     class_names = DATASETS[params.data.dataset].class_names
     check_grid_dims(params.report, vae.latent_dim)
-    z_mean = vae.encode_mean(x_test)
+    z_mean = vae.encode_mean(x_test, y_test if vae.num_classes else None)
     drawn = draw_figures(params.report, vae, x_test, z_mean, y_test, class_names, history)
     images = [figures.save_figure(figure, out / name) for name, figure in drawn.items()]
     explorer = write_explorer(out / EXPLORER_FILE, params, vae, z_mean, y_test, class_names)
     page = write_html(out / HTML_FILE, params.data.dataset, run_id, metrics, params.read_by("report"),
-                      [ReportImage(path, captions(vae.latent_dim)[path.name]) for path in images],
-                      explorer=EXPLORER_FILE)
+                      [ReportImage(path, captions(vae)[path.name]) for path in images], explorer=EXPLORER_FILE)
     return [*images, explorer, page]
 
 
 def write_explorer(target: Path, params: Params, vae: LatentCodec, z_mean: np.ndarray, labels: np.ndarray,
                    class_names: Sequence[str]) -> Path:
-    """The latent-space explorer page (the decoder in JavaScript over the test set's z_mean), written atomically."""
+    """The latent-space explorer page (the decoder in JavaScript over the test set's z_mean), written atomically.
+
+    A conditional decoder also takes the one-hot class, which the page's class picker sets.
+    """
     try:
         page = render_explorer(DecoderWeights(*vae.decoder_dense_weights()), z_mean, labels, class_names,
                                params.report.grid_dims, params.report.grid_range,
-                               title=f"Latent space explorer: {params.data.dataset}", seed=params.report.seed)
+                               title=f"Latent space explorer: {params.data.dataset}", seed=params.report.seed,
+                               conditional=vae.num_classes > 0)
     except ValueError as error:
         raise ReportError(f"cannot write the explorer page: {error}") from None
     atomic_files.write_text(target, page)

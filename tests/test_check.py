@@ -319,3 +319,67 @@ def test_params_that_cannot_be_read_at_the_baseline_are_a_note_not_a_failure(
     assert run_check(params_repo) == 0
     out = capsys.readouterr().out
     assert "**Params:** not compared: " in out and reason in out
+
+
+CVAE_KIND = {"kind": "cvae", "likelihood": "p(x|y)", "num_classes": 10}
+
+
+def test_gate_refuses_a_conditional_run_against_an_unconditional_baseline_file(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = write_json(tmp_path / "baseline.json", BASELINE)
+    new = write_json(tmp_path / "reports" / "metrics.json", BASELINE)
+    kind = write_json(tmp_path / "reports" / "model.json", CVAE_KIND)
+    args = ["--params", str(params), "--metrics", str(new), "--baseline", str(baseline), "--model-kind", str(kind)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("check: error: cannot compare: the baseline is from the unconditional VAE, the new "
+                            "metrics from the conditional VAE, whose likelihoods differ; compare runs of one "
+                            "model kind or pass --allow-model-change\n")
+    assert main([*args, "--baseline-model-kind", str(kind)]) == 0, "two conditional runs compare as usual"
+    assert "Models differ" not in capsys.readouterr().out
+
+
+def test_allowed_model_change_compares_and_says_so_above_the_table(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = write_json(tmp_path / "baseline.json", BASELINE)
+    baseline_kind = write_json(tmp_path / "baseline_model.json", CVAE_KIND)
+    new = write_json(tmp_path / "reports" / "metrics.json", {**BASELINE, "test_neg_elbo": 160.0})
+    code = main(["--params", str(params), "--metrics", str(new), "--baseline", str(baseline),
+                 "--baseline-model-kind", str(baseline_kind), "--model-kind", str(tmp_path / "absent.json"),
+                 "--allow-model-change"])
+    out = capsys.readouterr().out
+    assert code == 1, "allowing the change still gates the numbers"
+    heading, note, table = out.split("\n\n")[:3]
+    assert note == ("**Models differ:** the baseline is from the conditional VAE, the new metrics from the "
+                    "unconditional VAE.")
+    assert heading.startswith("### Metrics gate:") and table.startswith("| metric |")
+
+
+def test_git_baseline_kind_is_its_committed_model_json_and_absent_means_unconditional(
+        repo: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = write_json(repo / "reports" / "metrics.json", {"test_neg_elbo": 104.5, "active_units": 2})
+    kind = write_json(repo / "reports" / "model.json", CVAE_KIND)
+    assert main(["--params", str(params), "--metrics", str(metrics)]) == 1, "HEAD predates model.json: a VAE"
+    assert "the baseline is from the unconditional VAE" in capsys.readouterr().err
+    git(repo, "add", "reports")
+    git(repo, "commit", "-q", "-m", "a conditional run")
+    assert main(["--params", str(params), "--metrics", str(metrics)]) == 0
+    kind.unlink()
+    assert main(["--params", str(params), "--metrics", str(metrics)]) == 1
+    assert "the baseline is from the conditional VAE, the new metrics from the unconditional VAE" in (
+        capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(("text", "reason"), [("[1]", "JSON object"), ('{"kind": "gan"}', "unknown model kind 'gan'"),
+                                              ("{", "JSON object")])
+def test_an_unreadable_model_kind_is_one_line_naming_the_file(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str], text: str, reason: str) -> None:
+    baseline = write_json(tmp_path / "baseline.json", BASELINE)
+    new = write_json(tmp_path / "metrics.json", BASELINE)
+    kind = tmp_path / "model.json"
+    kind.write_text(text)
+    assert main(["--params", str(params), "--metrics", str(new), "--baseline", str(baseline),
+                 "--model-kind", str(kind)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"check: error: {kind}") and reason in err and err.count("\n") == 1

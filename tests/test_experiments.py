@@ -203,3 +203,19 @@ def test_relative_tracking_uri_and_mirror_in_a_temp_experiment_land_in_the_proje
                 "-o", str(restored))
     assert json.loads(restored.read_text())["run_id"] == run.info.run_id
     assert project.client().get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_conditional_exp_run_builds_every_stage_and_the_gate_refuses_it_against_the_vae(project: Project) -> None:
+    project.dvc("exp", "run", "-n", "exp-cvae", *overrides("model.conditional=true", "train.beta=0.1"))
+    run = assert_complete_run(project, "exp-cvae", beta="0.1")
+    assert run.data.params["model.conditional"] == "True" and run.data.tags["model.kind"] == "cvae"
+    shown = project.shown()["exp-cvae"]["data"]["metrics"]
+    assert shown["reports/model.json"]["data"] == {"kind": "cvae", "likelihood": "p(x|y)", "num_classes": 10}
+    assert shown["reports/metrics.json"]["data"]["test_neg_elbo"] == pytest.approx(
+        run.data.metrics["test_neg_elbo"], rel=1e-12)
+    baseline = project.root / "vae_metrics.json"
+    baseline.write_text(json.dumps(shown["reports/metrics.json"]["data"]))
+    done = subprocess.run([sys.executable, "-m", "pipeline", "check", "--baseline", str(baseline)], cwd=project.root,
+                          env=project.env, capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "the baseline is from the unconditional VAE, the new metrics from the conditional VAE" in done.stderr

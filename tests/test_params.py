@@ -22,6 +22,8 @@ BAD_PARAMS = {
     "mirrors-a-string": ("data:\n  mirrors: a string\n", "data.mirrors", "valid tuple"),
     "latent-dim-zero": ("model:\n  latent_dim: 0\n", "model.latent_dim", "greater than or equal to 1"),
     "latent-dim-fraction": ("model:\n  latent_dim: 2.5\n", "model.latent_dim", "valid integer"),
+    "conditional-a-number": ("model:\n  conditional: 1\n", "model.conditional", "valid boolean"),
+    "conditional-a-string": ("model:\n  conditional: 'yes'\n", "model.conditional", "valid boolean"),
     "epochs-negative": ("train:\n  epochs: -1\n", "train.epochs", "greater than or equal to 1"),
     "epochs-quoted": ("train:\n  epochs: '5'\n", "train.epochs", "valid integer"),
     "epochs-boolean": ("train:\n  epochs: true\n", "train.epochs", "valid integer"),

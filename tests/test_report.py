@@ -114,10 +114,16 @@ class LinearCodec:
     def latent_dim(self) -> int:
         return self.encode_weights.shape[1]
 
-    def encode_mean(self, images: np.ndarray) -> np.ndarray:
+    @property
+    def num_classes(self) -> int:
+        return 0
+
+    def encode_mean(self, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        assert labels is None, "an unconditional model is never given labels"
         return images @ self.encode_weights
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
+    def decode(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        assert labels is None, "an unconditional model is never given labels"
         return 1 / (1 + np.exp(-(np.asarray(z) @ self.decode_weights)))
 
     def decoder_dense_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -72,6 +72,9 @@ class DataParams(_Section):
 class ModelParams(_Section):
     latent_dim: int = Field(default=2, ge=1, le=IMAGE_PIXELS)
     intermediate_dim: int = Field(default=256, ge=1, le=MAX_INTERMEDIATE_DIM)
+    conditional: bool = Field(
+        default=False, description="The conditional VAE (Sohn et al. 2015): encoder and decoder also see the label."
+    )
 
 
 class TrainParams(_Section):

@@ -22,6 +22,7 @@ DATA_STATS_FILE = REPORTS_DIR / "data_stats.json"
 TRAIN_HISTORY_FILE = REPORTS_DIR / "train_history.csv"
 METRICS_FILE = REPORTS_DIR / "metrics.json"
 PER_CLASS_FILE = REPORTS_DIR / "per_class.csv"
+MODEL_KIND_FILE = REPORTS_DIR / "model.json"
 
 MLFLOW_DB_FILE = Path("mlflow.db")
 MLFLOW_ARTIFACTS_DIR = Path("mlartifacts")

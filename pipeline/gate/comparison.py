@@ -105,8 +105,9 @@ def failure_summary(rows: Sequence[Row]) -> str:
     return ", ".join(f"{row.metric} {row.verdict}" for row in rows if row.failed)
 
 
-def format_report(rows: Sequence[Row], new_label: str, baseline_label: str) -> str:
-    """Heading, table and outcome, ready for a terminal or ``$GITHUB_STEP_SUMMARY``."""
+def format_report(rows: Sequence[Row], new_label: str, baseline_label: str, note: str = "") -> str:
+    """Heading, ``note`` (a Markdown paragraph, if any), table and outcome, ready for a terminal or
+    ``$GITHUB_STEP_SUMMARY``."""
     gated = sum(row.tolerance is not None for row in rows)
     failures = failure_summary(rows)
     if failures:
@@ -115,4 +116,5 @@ def format_report(rows: Sequence[Row], new_label: str, baseline_label: str) -> s
         outcome = f"**Gate passed:** {gated} gated metric(s) within tolerance."
     else:
         outcome = "**Nothing gated:** params `check.tolerances` is empty."
-    return f"### Metrics gate: `{new_label}` vs `{baseline_label}`\n\n{format_table(rows)}\n\n{outcome}\n"
+    heading = f"### Metrics gate: `{new_label}` vs `{baseline_label}`\n\n" + (f"{note}\n\n" if note else "")
+    return f"{heading}{format_table(rows)}\n\n{outcome}\n"
