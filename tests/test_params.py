@@ -182,8 +182,9 @@ def test_unknown_key_error_lists_the_keys_allowed_there(tmp_path: Path, text: st
         "model:\n  latent_dim: 2\nreport:\n  grid_dims: [0, 5]\n",
         "evaluate:\n  batch_size: 10000\n  is_samples: 10000\n",
         "model:\n  intermediate_dim: 4096\ntrain:\n  batch_size: 60000\n",
+        "model:\n  latent_dim: 1\n  conditional: true\n",
     ],
-    ids=["grid-dims", "evaluate-draws", "train-activations"],
+    ids=["grid-dims", "evaluate-draws", "train-activations", "conditional-1d"],
 )
 def test_params_that_conflict_are_named_by_dotted_key_without_a_dump_of_every_param(tmp_path: Path, text: str) -> None:
     with pytest.raises(ParamsError) as raised:

@@ -196,6 +196,9 @@ def conflicting_params(params: Params) -> list[tuple[str, str]]:
     if latent_dim > 1 and max(dims) >= latent_dim:  # a 1-D latent space is drawn along z1 alone
         conflicts.append(("report.grid_dims", f"{dims} are not two of the model.latent_dim {latent_dim} dimensions; "
                                               f"use two distinct dimensions below {latent_dim}, e.g. [0, 1]"))
+    if params.model.conditional and latent_dim == 1:  # the per-class manifolds are drawn on a latent plane
+        conflicts.append(("model.latent_dim", "1 has no latent plane for the conditional VAE's per-class manifolds; "
+                                              "use model.latent_dim >= 2 or model.conditional: false"))
     evaluate = params.evaluate
     samples = max(evaluate.elbo_samples, evaluate.is_samples)
     draws = evaluate.batch_size * samples * latent_dim
