@@ -115,7 +115,8 @@ def _run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     spec = DATASETS[params.data.dataset]
     sources = dataset_sources(spec, params.data.mirrors, os.environ)
-    fetch_dataset(spec, sources, args.out / spec.name, progress=show_progress(os.environ))
+    paths = fetch_dataset(spec, sources, args.out / spec.name, progress=show_progress(os.environ))
+    print(f"download: {spec.name}: {len(paths)} files verified by SHA-256 in {args.out / spec.name}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.core import atomic_files
-from pipeline.core.cli import add_model_paths, run_stage, stage_parser
+from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
 from pipeline.core.model_kind import describe
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import METRICS_FILE, MODEL_KIND_FILE, PER_CLASS_FILE
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
-from pipeline.tracking import runs
 
 if TYPE_CHECKING:
     from pipeline.model.likelihood import ImageScores
@@ -108,6 +107,8 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
         raise EvaluateInputError(f"{prepared}: the test split is empty")
     if not model_file.is_file():
         raise EvaluateInputError(f"{model_file} not found; run the train stage first")
+    from pipeline.tracking import runs  # MLflow loads here, after params and inputs are checked
+
     run = runs.open_training_run(run_file)
 
     from pipeline.model.likelihood import LikelihoodEstimator  # TensorFlow loads here, after validation
@@ -115,10 +116,11 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
 
     trained = load_trained_vae(model_file)
     settings = params.evaluate
-    scores = LikelihoodEstimator(trained).score(
-        x_test, settings.elbo_samples, settings.is_samples, settings.batch_size, settings.seed,
-        labels=y_test if trained.conditional else None,
-    )
+    with progress_bar(len(x_test), "evaluate", "image") as bar:
+        scores = LikelihoodEstimator(trained).score(
+            x_test, settings.elbo_samples, settings.is_samples, settings.batch_size, settings.seed,
+            labels=y_test if trained.conditional else None, on_batch=bar.update,
+        )
     metrics = summarize(scores, params.train.beta)
     check_metrics(metrics, scores.neg_elbo - scores.nll_is)
     atomic_files.write_json(metrics_file, metrics)
@@ -129,9 +131,16 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
     return metrics
 
 
+def summary_line(metrics: dict[str, float], metrics_file: Path) -> str:
+    """What the stage achieved, in one line: the two likelihood bounds, in nats per test image."""
+    return (f"evaluate: test_neg_elbo {metrics['test_neg_elbo']:.2f}, test_nll_is {metrics['test_nll_is']:.2f} "
+            f"nats -> {metrics_file}")
+
+
 def _run(args: argparse.Namespace) -> None:
-    evaluate(load_params(args.params), args.prepared, args.model, args.run, args.metrics, args.per_class,
-             args.model_kind)
+    metrics = evaluate(load_params(args.params), args.prepared, args.model, args.run, args.metrics,
+                       args.per_class, args.model_kind)
+    print(summary_line(metrics, args.metrics))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,7 +25,6 @@ from pipeline.data.splits import load_split
 from pipeline.reporting import conditional_figures, figures
 from pipeline.reporting.explorer import DecoderWeights, render_explorer
 from pipeline.reporting.html_page import ReportImage, write_html
-from pipeline.tracking import runs
 
 HTML_FILE = "index.html"
 EXPLORER_FILE = "explorer.html"
@@ -54,11 +53,11 @@ CONDITIONAL_CAPTIONS = {
 }
 
 
-def captions(vae: "LatentCodec") -> dict[str, str]:
-    """The sentence under each figure, for the kind of model ``vae`` is."""
-    if vae.num_classes:
+def captions(latent_dim: int, conditional: bool = False) -> dict[str, str]:
+    """The sentence under each figure, for a model of ``latent_dim`` latent dimensions, conditional or not."""
+    if conditional:
         return CONDITIONAL_CAPTIONS
-    return CAPTIONS_1D if vae.latent_dim == 1 else CAPTIONS
+    return CAPTIONS_1D if latent_dim == 1 else CAPTIONS
 
 
 class ReportError(PipelineError):
@@ -192,7 +191,8 @@ def write_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: n
     images = [figures.save_figure(figure, out / name) for name, figure in drawn.items()]
     explorer = write_explorer(out / EXPLORER_FILE, params, vae, z_mean, y_test, class_names)
     page = write_html(out / HTML_FILE, params.data.dataset, run_id, metrics, params.read_by("report"),
-                      [ReportImage(path, captions(vae)[path.name]) for path in images], explorer=EXPLORER_FILE)
+                      [ReportImage(path, captions(vae.latent_dim, bool(vae.num_classes))[path.name])
+                       for path in images], explorer=EXPLORER_FILE)
     return [*images, explorer, page]
 
 
@@ -219,8 +219,10 @@ def report(params: Params, prepared: Path, model_file: Path, run_file: Path, met
     history = read_history(history_file)
     metrics = read_metrics(metrics_file)
     x_test, y_test = load_split(prepared, "test")
+    from pipeline.tracking import runs  # MLflow loads here, after params and inputs are checked
+
     ref = runs.open_training_run(run_file)
-    from pipeline.model.loading import load_trained_vae  # TensorFlow loads here, after validation
+    from pipeline.model.loading import load_trained_vae  # TensorFlow loads here, once the run is known
 
     written = write_report(params, load_trained_vae(model_file), x_test, y_test, history, metrics,
                            ref.run_id, out)
@@ -229,7 +231,10 @@ def report(params: Params, prepared: Path, model_file: Path, run_file: Path, met
 
 
 def _run(args: argparse.Namespace) -> None:
-    report(load_params(args.params), args.prepared, args.model, args.run, args.metrics, args.history, args.out)
+    written = report(load_params(args.params), args.prepared, args.model, args.run, args.metrics, args.history,
+                     args.out)
+    pages = ", ".join(str(path) for path in written if path.suffix == ".html")
+    print(f"report: {pages} ({len(written)} files)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

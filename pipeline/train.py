@@ -6,24 +6,23 @@ Params are validated before TensorFlow is imported, so a bad value fails before 
 import argparse
 import csv
 import io
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.core import atomic_files
-from pipeline.core.cli import add_model_paths, run_stage, show_progress, stage_parser
+from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
 from pipeline.core.model_kind import model_kind
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.splits import load_split
-from pipeline.tracking import logged_models, runs
 
 if TYPE_CHECKING:
     import numpy as np
 
     from pipeline.model.loading import TrainedVae
+    from pipeline.model.losses import EpochLogs
 
 INPUT_EXAMPLE_ROWS = 5
 
@@ -56,15 +55,20 @@ def example_inputs(parts: "TrainedVae", images: "np.ndarray", labels: "np.ndarra
     return {tensor.name: array for tensor, array in zip(parts.encoder.inputs, arrays, strict=True)}
 
 
-def _progress(epoch: int, epochs: int, logs: dict[str, float]) -> None:
-    if show_progress():
-        print(f"epoch {epoch + 1}/{epochs}  loss {logs['loss']:.2f}  val_neg_elbo {logs['val_neg_elbo']:.2f}"
-              f"  {logs['seconds']:.1f}s", file=sys.stderr)
+def summary_line(history: Sequence["EpochLogs"], run_id: str) -> str:
+    """What the stage achieved, in one line: epochs, final losses, speed and the MLflow run."""
+    last = history[-1]
+    seconds = sum(logs["seconds"] for logs in history) / len(history)
+    return (f"train: {len(history)} epochs, loss {last['loss']:.1f}, val_neg_elbo {last['val_neg_elbo']:.1f}, "
+            f"{seconds:.1f} s/epoch, MLflow run {run_id[:8]}")
 
 
 def train(params: Params, prepared: Path, model_file: Path, run_file: Path, history_file: Path,
-          checkpoint_dir: Path = CHECKPOINT_DIR) -> None:
-    """Train (resuming a matching checkpoint), then write the model, run reference and history atomically."""
+          checkpoint_dir: Path = CHECKPOINT_DIR) -> tuple[list["EpochLogs"], str]:
+    """Train (resuming a matching checkpoint), then write the model, run reference and history atomically.
+
+    Returns the per-epoch logs (resumed epochs included) and the MLflow run id.
+    """
     split = validation_split(prepared)
     x_train, y_train = load_split(prepared, "train")
     x_val, y_val = load_split(prepared, split)
@@ -74,6 +78,7 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     # TensorFlow loads here (pipeline.model), after params and data are checked.
     from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
     from pipeline.model.trainer import TrainConfig, VaeTrainer
+    from pipeline.tracking import logged_models, runs
 
     config = TrainConfig.from_params(params)
     data = (x_train, y_train) if conditional else (x_train,)
@@ -89,9 +94,11 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
             runs.log_epoch(epoch, logs)
             logged.add(epoch)
-            _progress(epoch, config.epochs, logs)
+            bar.update(epoch + 1 - bar.n)
+            bar.set_postfix(loss=f"{logs['loss']:.1f}", val_neg_elbo=f"{logs['val_neg_elbo']:.1f}")
 
-        history = trainer.fit(x_train, x_val, on_epoch_end, checkpoint, **labels)
+        with progress_bar(config.epochs, "train", "epoch") as bar:
+            history = trainer.fit(x_train, x_val, on_epoch_end, checkpoint, **labels)
         resumed = [epoch for epoch in range(len(history)) if epoch not in logged]
         for epoch in resumed:
             runs.log_epoch(epoch, history[epoch])
@@ -104,10 +111,13 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
         atomic_files.write_text(history_file, history_csv(history))
         runs.write_run_ref(run_file, replace(run, models=model_ids))
     checkpoint.remove()
+    return history, run.run_id
 
 
 def _run(args: argparse.Namespace) -> None:
-    train(load_params(args.params), args.prepared, args.model, args.run, args.history, args.checkpoints)
+    history, run_id = train(load_params(args.params), args.prepared, args.model, args.run, args.history,
+                            args.checkpoints)
+    print(summary_line(history, run_id))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

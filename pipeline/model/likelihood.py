@@ -10,6 +10,7 @@ batch size. Importing this module imports Keras (and so TensorFlow).
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -118,12 +119,13 @@ class LikelihoodEstimator:
         return reconstruction[:, :samples], log_weights[:, :samples]
 
     def score(self, images: np.ndarray, elbo_samples: int, is_samples: int, batch_size: int,
-              seed: int, labels: np.ndarray | None = None) -> ImageScores:
+              seed: int, labels: np.ndarray | None = None,
+              on_batch: Callable[[int], object] = lambda count: None) -> ImageScores:
         """Per-image terms: ``elbo_samples`` draws for the reconstruction term, ``is_samples`` for −log p(x).
 
         A conditional model needs the class indices ``labels`` (n,) and then scores −log p(x | y);
         ``LabelError`` otherwise. The last partial batch is padded to ``batch_size`` so every call
-        has one compiled shape.
+        has one compiled shape. ``on_batch(count)`` hears of each batch's ``count`` images as it is done.
         """
         self.trained.check_labels(labels, len(images))
         count = len(images)
@@ -148,6 +150,7 @@ class LikelihoodEstimator:
             columns["se"].append(squared_error.numpy()[:real])
             columns["rec"].append(reconstruction[:real].mean(axis=1, dtype=np.float64))
             columns["nll"].append(-log_mean_exp(log_weights[:real]))
+            on_batch(real)
         joined = {name: np.concatenate(parts) for name, parts in columns.items()}
         return ImageScores(
             z_mean=joined["z_mean"],

@@ -262,8 +262,14 @@ def log_results(ref: RunRef, metrics: Mapping[str, float], artifacts: Sequence[P
 
 @store_errors
 def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -> str:
-    """Record the data a run used as an MLflow dataset input and tag its digest; return the digest."""
-    dataset = mlflow.data.from_numpy(features, source=str(Path(source).resolve()), name=name)
+    """Record the data a run used as an MLflow dataset input and tag its digest; return the digest.
+
+    The source is built as MLflow's ``local`` kind: a bare path matches two registered kinds and warns.
+    """
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+
+    local = get_dataset_source_from_json(json.dumps({"uri": str(Path(source).resolve())}), source_type="local")
+    dataset = mlflow.data.from_numpy(features, source=local, name=name)
     mlflow.log_input(dataset, context=context)
     mlflow.set_tag(f"dataset.{context}.digest", dataset.digest)
     return dataset.digest
