@@ -137,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"baseline's (default: {MODEL_KIND_FILE.name} beside --metrics; absent means the "
                              "unconditional VAE)")
     parser.add_argument("--baseline-model-kind", type=Path,
-                        help="which model produced a --baseline FILE (default: the unconditional VAE)")
+                        help=f"which model produced a --baseline FILE (default: the {MODEL_KIND_FILE.name} beside "
+                             "it; absent means the unconditional VAE)")
     parser.add_argument("--allow-model-change", action="store_true",
                         help="compare a conditional with an unconditional VAE anyway, saying so in the table")
     parser.add_argument("--promote", action="store_true",

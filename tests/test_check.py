@@ -383,3 +383,19 @@ def test_an_unreadable_model_kind_is_one_line_naming_the_file(
                  "--model-kind", str(kind)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"check: error: {kind}") and reason in err and err.count("\n") == 1
+
+
+def test_a_baseline_files_kind_is_the_model_json_beside_it_unless_given(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = write_json(tmp_path / "baseline" / "metrics.json", BASELINE)
+    new = write_json(tmp_path / "reports" / "metrics.json", BASELINE)
+    write_json(tmp_path / "reports" / "model.json", CVAE_KIND)
+    args = ["--params", str(params), "--metrics", str(new), "--baseline", str(baseline)]
+    assert main(args) == 1, "no model.json beside the baseline: the unconditional VAE"
+    assert "the baseline is from the unconditional VAE" in capsys.readouterr().err
+    write_json(tmp_path / "baseline" / "model.json", CVAE_KIND)
+    assert main(args) == 0, "the model.json beside the baseline says cvae, like the new metrics"
+    assert "Models differ" not in capsys.readouterr().out
+    vae = write_json(tmp_path / "vae_model.json", {"kind": "vae", "likelihood": "p(x)", "num_classes": 0})
+    assert main([*args, "--baseline-model-kind", str(vae)]) == 1, "an explicit --baseline-model-kind wins"
+    assert "the baseline is from the unconditional VAE" in capsys.readouterr().err

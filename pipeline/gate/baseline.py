@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.model_kind import ModelKind, parse_kind
+from pipeline.core.paths import MODEL_KIND_FILE
 
 
 class CannotCompareError(PipelineError):
@@ -64,10 +65,11 @@ def read_model_kind(path: Path | None) -> ModelKind:
 
 
 def baseline_model_kind(baseline: str, model_kind: Path, baseline_model_kind: Path | None) -> ModelKind:
-    """The baseline's model kind: from ``baseline_model_kind`` for a baseline file, else ``model_kind`` as
-    committed at revision ``baseline`` (``vae`` where either is absent)."""
+    """The baseline's model kind: for a baseline file, from ``baseline_model_kind`` or else the ``model.json``
+    beside that file, as the evaluate stage leaves them; for a git revision, ``model_kind`` as committed there
+    (``vae`` where the file is absent)."""
     if Path(baseline).is_file():
-        return read_model_kind(baseline_model_kind)
+        return read_model_kind(baseline_model_kind or Path(baseline).with_name(MODEL_KIND_FILE.name))
     label, text = committed_file(baseline, model_kind, missing_ok=True)
     return parse_kind(text, label)
 
