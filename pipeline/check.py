@@ -14,7 +14,8 @@ their names but not their meaning, so the gate first compares the two model kind
 
 With ``--promote``, a passing gate also registers the training run's encoder and decoder (from
 ``models/run.json``) in the MLflow Model Registry under params ``check.registered_models`` and moves
-their alias ``champion``; a failing gate registers and moves nothing.
+their alias ``champion``; a failing gate registers and moves nothing, and so does a run whose model
+kind (its ``model.kind`` tag) differs from that of the version ``champion`` names now.
 """
 
 import argparse
@@ -100,11 +101,13 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _training_run(run_file: Path, names: RegisteredModels) -> "RunRef":
-    """The run to promote, checked to exist and to hold a logged model for each registered name."""
+    """The run to promote, checked to exist, to hold a logged model for each registered name, and to be of the
+    kind each name's ``champion`` is."""
     from pipeline.tracking import registry, runs  # MLflow loads only when promoting
 
     run = runs.open_training_run(run_file)
     registry.require_parts(run.models, names.model_dump(), run.run_id)
+    registry.require_champion_kind(names.model_dump(), run.run_id)
     return run
 
 

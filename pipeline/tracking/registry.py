@@ -4,6 +4,11 @@ Each promoted logged model becomes a version of its registered model (created on
 with the baseline it was compared to and the metric deltas, described by the gate's table, and the
 alias ``champion`` moves to it, so ``models:/vae-mnist-decoder@champion`` always names the model that
 last passed the gate. Promoting the same run again reuses its versions instead of adding copies.
+
+Each version is tagged ``model.kind`` from its run (``pipeline.core.model_kind``; a run or version
+without the tag is the unconditional VAE). The conditional decoder takes a label input the
+unconditional one does not, so ``champion`` never moves to a version of another kind than the one it
+names: users of ``models:/<name>@champion`` would get a model whose inputs changed under them.
 """
 
 import math
@@ -13,6 +18,8 @@ from dataclasses import dataclass
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipeline.core.model_kind import NAMES, VAE, ModelKind
+from pipeline.tracking.runs import MODEL_KIND_TAG
 from pipeline.tracking.store import TrackingError, store_errors
 
 CHAMPION = "champion"
@@ -69,14 +76,45 @@ def promote(model_ids: Mapping[str, str], names: Mapping[str, str], run_id: str,
     ``model_ids``: the run's logged models by part (``encoder``, ``decoder``, ...); ``names``: the
     registered model name of each part to promote. Every version is created before any alias moves,
     so a failure part-way leaves each alias where it was. Raises ``TrackingError`` when a part has no
-    logged model or the store fails.
+    logged model, when a ``champion`` names a model of another kind than the run's, or when the store fails.
     """
     require_parts(model_ids, names, run_id)
+    kind = require_champion_kind(names, run_id)
+    tags = {**tags, MODEL_KIND_TAG: kind}
     client = MlflowClient()
     promotions = [_version(client, name, model_ids[part], run_id, tags, description) for part, name in names.items()]
     for promotion in promotions:
         client.set_registered_model_alias(promotion.name, CHAMPION, promotion.version)
     return promotions
+
+
+@store_errors
+def require_champion_kind(names: Mapping[str, str], run_id: str) -> ModelKind:
+    """The run's model kind, once no registered model in ``names`` has a ``champion`` of another kind.
+
+    Raises ``TrackingError`` naming the registered model and both kinds, or when the run's tag names no kind.
+    """
+    client = MlflowClient()
+    kind = client.get_run(run_id).data.tags.get(MODEL_KIND_TAG, VAE)
+    if kind not in NAMES:
+        raise TrackingError(f"the training run {run_id} has an unknown {MODEL_KIND_TAG} tag {kind!r}; "
+                            f"expected one of {', '.join(NAMES)}")
+    for name in names.values():
+        champion = _champion_kind(client, name)
+        if champion not in (None, kind):
+            raise TrackingError(f"not promoting: {name}@{CHAMPION} is the {NAMES[champion]}, the run {run_id} the "
+                                f"{NAMES[kind]}, whose inputs differ; register this kind under other names "
+                                "(check.registered_models)")
+    return kind
+
+
+def _champion_kind(client: MlflowClient, name: str) -> str | None:
+    """The kind of the version ``champion`` names in ``name`` (untagged: ``vae``), ``None`` without one."""
+    found = client.search_registered_models(filter_string=f"name = '{name}'")
+    version = found[0].aliases.get(CHAMPION) if found else None
+    if version is None:
+        return None
+    return client.get_model_version(name, str(version)).tags.get(MODEL_KIND_TAG, VAE)
 
 
 def _version(client: MlflowClient, name: str, model_id: str, run_id: str, tags: Mapping[str, str],
