@@ -19,6 +19,7 @@ Verdict = Literal[
 ]
 PASSING: frozenset[Verdict] = frozenset({"ok", "better", "info"})
 ABSENT = "n/a"
+"""What the gate's tables show for a value one side lacks, as ``dvc params diff`` and ``dvc metrics diff`` do."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import yaml
 from pipeline.core.params import flatten
 from pipeline.core.strict_yaml import load_yaml
 from pipeline.gate.baseline import CannotCompareError, committed_file
+from pipeline.gate.comparison import ABSENT
 
-ABSENT = "n/a"
 _MISSING = object()
 
 

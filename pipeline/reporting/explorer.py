@@ -14,10 +14,9 @@ from pathlib import Path
 
 import jinja2
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
-from pipeline.reporting.figures import CLASS_CMAP
+from pipeline.reporting.figures import class_colors
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_POINTS = 5000  # 500 per MNIST class: the clusters' shapes, in ~35 KB of the page
@@ -112,7 +111,7 @@ def grouped(number: int) -> str:
 
 def class_colours(count: int) -> list[str]:
     """One colour per class, those of the static latent scatter."""
-    cmap = colormaps[CLASS_CMAP].resampled(count)
+    cmap = class_colors(count)
     return [to_hex(cmap(k)) for k in range(count)]
 
 

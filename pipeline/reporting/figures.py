@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import BoundaryNorm
+from matplotlib.colors import BoundaryNorm, Colormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -85,6 +85,11 @@ def manifold_strip(decode_fn: DecodeFn, grid_size: int, grid_range: Sequence[flo
     return tile_grid(decoded, 1, grid_size), z_values
 
 
+def class_colors(n: int) -> Colormap:
+    """The colour map of ``n`` classes that every figure and the explorer share: class ``k`` is ``cmap(k)``."""
+    return colormaps[CLASS_CMAP].resampled(n)
+
+
 def new_figure(size: tuple[float, float]) -> Figure:
     """An empty figure of ``size`` inches on its own Agg canvas, laid out by constrained layout."""
     figure = Figure(figsize=size, dpi=DPI, layout="constrained")
@@ -147,7 +152,7 @@ def latent_histogram_figure(z: np.ndarray, labels: np.ndarray, class_names: Sequ
     figure = new_figure(SCATTER_SIZE)
     axes = figure.add_subplot()
     n_classes = len(class_names)
-    cmap = colormaps[CLASS_CMAP].resampled(n_classes)
+    cmap = class_colors(n_classes)
     values = np.asarray(z, dtype=np.float64)[:, 0]
     edges = np.histogram_bin_edges(values, bins=HISTOGRAM_BINS)
     axes.hist([values[labels == k] for k in range(n_classes)], bins=edges, stacked=True,
@@ -173,7 +178,7 @@ def latent_scatter_figure(z: np.ndarray, labels: np.ndarray, class_names: Sequen
     axes = figure.add_subplot()
     order = np.random.default_rng(SCATTER_SHUFFLE_SEED).permutation(len(labels))  # no class hides the rest
     n_classes = len(class_names)
-    cmap = colormaps[CLASS_CMAP].resampled(n_classes)
+    cmap = class_colors(n_classes)
     norm = BoundaryNorm(np.arange(n_classes + 1) - 0.5, n_classes)
     points = axes.scatter(z[order, dims[0]], z[order, dims[1]], c=labels[order], cmap=cmap, norm=norm,
                           s=3, alpha=0.6, linewidths=0)
