@@ -18,13 +18,14 @@ from matplotlib.figure import Figure
 from pipeline.core import atomic_files
 from pipeline.core.cli import add_model_paths, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
+from pipeline.core.model_kind import model_kind
 from pipeline.core.params import Params, ReportParams, load_params
 from pipeline.core.paths import METRICS_FILE, REPORTS_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
 from pipeline.reporting import conditional_figures, figures
 from pipeline.reporting.explorer import DecoderWeights, render_explorer
-from pipeline.reporting.html_page import ReportImage, write_html
+from pipeline.reporting.html_page import ReportImage, render_html
 
 HTML_FILE = "index.html"
 EXPLORER_FILE = "explorer.html"
@@ -180,37 +181,67 @@ def draw_conditional_figures(settings: ReportParams, vae: LatentCodec, x_test: n
     }
 
 
-def write_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
-                 history: Mapping[str, Sequence[float]], metrics: Mapping[str, object], run_id: str,
-                 out: Path) -> list[Path]:
-    """Write the PNGs, ``explorer.html`` and ``index.html`` into ``out``, each atomically; return their paths."""
-    class_names = DATASETS[params.data.dataset].class_names
+def render_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
+                  history: Mapping[str, Sequence[float]], metrics: Mapping[str, object],
+                  run_id: str) -> dict[str, bytes]:
+    """Every file of the report in memory, file name → bytes: the PNGs, ``explorer.html``, ``index.html``.
+
+    Nothing is written, so an error (``ReportError``) leaves the previous report whole.
+    """
     check_grid_dims(params.report, vae.latent_dim)
+    class_names = DATASETS[params.data.dataset].class_names
     z_mean = vae.encode_mean(x_test, y_test if vae.num_classes else None)
+    pngs = render_figures(params, vae, x_test, z_mean, y_test, history)
+    explorer = render_explorer_page(params, vae, z_mean, y_test, class_names)
+    index = render_index(params, vae, pngs, metrics, run_id)
+    return {**pngs, EXPLORER_FILE: explorer.encode("utf-8"), HTML_FILE: index.encode("utf-8")}
+
+
+def render_figures(params: Params, vae: LatentCodec, x_test: np.ndarray, z_mean: np.ndarray, y_test: np.ndarray,
+                   history: Mapping[str, Sequence[float]]) -> dict[str, bytes]:
+    """The figures of ``draw_figures`` as PNG bytes, keyed by file name."""
+    class_names = DATASETS[params.data.dataset].class_names
     drawn = draw_figures(params.report, vae, x_test, z_mean, y_test, class_names, history)
-    images = [figures.save_figure(figure, out / name) for name, figure in drawn.items()]
-    explorer = write_explorer(out / EXPLORER_FILE, params, vae, z_mean, y_test, class_names)
-    page = write_html(out / HTML_FILE, params.data.dataset, run_id, metrics, params.read_by("report"),
-                      [ReportImage(path, captions(vae.latent_dim, bool(vae.num_classes))[path.name])
-                       for path in images], explorer=EXPLORER_FILE)
-    return [*images, explorer, page]
+    return {name: figures.figure_png(figure) for name, figure in drawn.items()}
 
 
-def write_explorer(target: Path, params: Params, vae: LatentCodec, z_mean: np.ndarray, labels: np.ndarray,
-                   class_names: Sequence[str]) -> Path:
-    """The latent-space explorer page (the decoder in JavaScript over the test set's z_mean), written atomically.
+def render_index(params: Params, vae: LatentCodec, pngs: Mapping[str, bytes], metrics: Mapping[str, object],
+                 run_id: str) -> str:
+    """``index.html``: the model's kind, the metrics, ``pngs`` with their captions, the report's params."""
+    texts = captions(vae.latent_dim, bool(vae.num_classes))
+    return render_html(params.data.dataset, run_id, metrics, params.read_by("report"),
+                       [ReportImage(name, png, texts[name]) for name, png in pngs.items()], explorer=EXPLORER_FILE,
+                       kind=model_kind(vae.num_classes), num_classes=vae.num_classes)
 
-    A conditional decoder also takes the one-hot class, which the page's class picker sets.
+
+def render_explorer_page(params: Params, vae: LatentCodec, z_mean: np.ndarray, labels: np.ndarray,
+                         class_names: Sequence[str]) -> str:
+    """The latent-space explorer page (the decoder in JavaScript over the test set's z_mean).
+
+    A conditional decoder also takes the one-hot class, which the page's class picker sets. Raises
+    ``ReportError`` when the model does not fit the page (e.g. weights beyond float16's range).
     """
     try:
-        page = render_explorer(DecoderWeights(*vae.decoder_dense_weights()), z_mean, labels, class_names,
+        return render_explorer(DecoderWeights(*vae.decoder_dense_weights()), z_mean, labels, class_names,
                                params.report.grid_dims, params.report.grid_range,
                                title=f"Latent space explorer: {params.data.dataset}", seed=params.report.seed,
                                conditional=vae.num_classes > 0)
     except ValueError as error:
         raise ReportError(f"cannot write the explorer page: {error}") from None
-    atomic_files.write_text(target, page)
-    return target
+
+
+def write_files(out: Path, files: Mapping[str, bytes]) -> list[Path]:
+    """Write each of ``files`` (name → bytes) into ``out`` atomically, in order; return their paths."""
+    for name, data in files.items():
+        atomic_files.write_bytes(out / name, data)
+    return [out / name for name in files]
+
+
+def write_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
+                 history: Mapping[str, Sequence[float]], metrics: Mapping[str, object], run_id: str,
+                 out: Path) -> list[Path]:
+    """Render every file of the report, then write them into ``out``; return their paths."""
+    return write_files(out, render_report(params, vae, x_test, y_test, history, metrics, run_id))
 
 
 def report(params: Params, prepared: Path, model_file: Path, run_file: Path, metrics_file: Path,

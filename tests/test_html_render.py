@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from pipeline.reporting import figures
-from pipeline.reporting.html_page import ReportImage, write_html
+from pipeline.reporting.html_page import ReportImage, render_html
 
 pytestmark = pytest.mark.slow  # starts a browser
 
@@ -39,15 +39,12 @@ def test_report_page_renders_alone_with_its_embedded_figures(tmp_path: Path) -> 
     scatter = figures.latent_scatter_figure(rng.normal(size=(500, 2)) + labels[:, None] % 3, labels,
                                             [str(k) for k in range(10)], (0, 1), (-3.0, 3.0))
     samples = figures.samples_figure(rng.random((16, 784)), seed=0)
-    assets = tmp_path / "assets"
-    images = [
-        ReportImage(figures.save_figure(scatter, assets / "latent_scatter.png"), "z_mean by class"),
-        ReportImage(figures.save_figure(samples, assets / "samples.png"), "samples"),
-    ]
-    page = write_html(tmp_path / "site" / "index.html", "mnist", "abc123",
-                      {"test_neg_elbo": 170.5, "active_units": 2}, {"report.grid_size": 30}, images)
-    for image in images:
-        image.path.unlink()  # the page must not need the PNGs beside it
+    images = [ReportImage("latent_scatter.png", figures.figure_png(scatter), "z_mean by class"),
+              ReportImage("samples.png", figures.figure_png(samples), "samples")]
+    page = tmp_path / "site" / "index.html"
+    page.parent.mkdir()
+    page.write_text(render_html("mnist", "abc123", {"test_neg_elbo": 170.5, "active_units": 2},
+                                {"report.grid_size": 30}, images), encoding="utf-8")  # no PNG files beside it
 
     shot = screenshot(page, tmp_path / "profile", tmp_path / "shot.png")
 

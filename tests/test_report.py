@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import assert_figures
 
 from pipeline.core.params import Params, parse_params
 from pipeline.report import (
@@ -161,10 +161,7 @@ def write_fake_report(out: Path, latent_dim: int = 2, grid_dims: tuple[int, int]
 def test_figures_have_the_fixed_pixel_size_and_are_not_blank(tmp_path: Path) -> None:
     written = write_fake_report(tmp_path)
     assert sorted(path.name for path in written) == sorted([*FIGURE_SIZES, EXPLORER_FILE, HTML_FILE])
-    for name, (width, height) in FIGURE_SIZES.items():
-        with Image.open(tmp_path / name) as picture:
-            assert picture.size == (round(width * figures.DPI), round(height * figures.DPI)), name
-            assert np.asarray(picture.convert("L"), dtype=float).std() > 5.0, name
+    assert_figures(tmp_path, FIGURE_SIZES)
     assert not list(tmp_path.glob(".*tmp*")), "a temporary file was left behind"
 
 
@@ -180,6 +177,41 @@ def test_index_embeds_every_image_and_lists_every_metric_params_and_escaped_run_
     assert "<code>report.grid_size</code>" in page and "<strong>mnist</strong>" in page
     assert "src=\"http" not in page and "src=\"file" not in page  # self-contained
     assert f'<a id="explorer-link" href="{EXPLORER_FILE}">' in page
+
+
+def test_index_names_the_unconditional_vae_and_the_likelihood_its_metrics_bound(tmp_path: Path) -> None:
+    write_fake_report(tmp_path)
+    page = (tmp_path / HTML_FILE).read_text(encoding="utf-8")
+    assert "<title>Unconditional VAE report: mnist</title>" in page
+    assert "the unconditional VAE;" in page and "estimates −log p(x), in nats per test image" in page
+    assert "p(x|y)" not in page
+
+
+class OverflowingCodec(LinearCodec):
+    """Draws like ``LinearCodec``, but its decoder's hidden bias is beyond float16, which the explorer embeds."""
+
+    def decoder_dense_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        hidden_kernel, hidden_bias, output_kernel, output_bias = super().decoder_dense_weights()
+        return hidden_kernel, hidden_bias + 1e6, output_kernel, output_bias
+
+
+@pytest.mark.parametrize("failing", ["explorer", "index"])
+def test_a_report_that_cannot_render_leaves_the_previous_one_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    """The figures, explorer.html and index.html render before any file is written: no new PNGs beside old pages."""
+    write_fake_report(tmp_path)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    other = fake_vae(seed=7)
+    codec = OverflowingCodec(other.encode_weights, other.decode_weights) if failing == "explorer" else other
+    if failing == "index":
+        def unwritable(*args: object, **kwargs: object) -> str:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr("pipeline.report.render_html", unwritable)
+    with pytest.raises(ReportError if failing == "explorer" else OSError):
+        write_report(small_params(), codec, *sample_data(), {"epoch": [1], "loss": [1.0], "neg_elbo": [1.0],
+                                                              "kl_loss": [1.0]}, METRICS, "run-2", tmp_path)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 
 def test_explorer_page_runs_the_models_decoder_over_its_z_mean(tmp_path: Path) -> None:
@@ -264,10 +296,7 @@ def test_latent_dim_one_report_has_the_fixed_pixel_sizes_and_captions_of_a_1d_sp
     written = write_fake_report(tmp_path, latent_dim=1)
     assert sorted(path.name for path in written) == sorted([*FIGURE_SIZES, EXPLORER_FILE, HTML_FILE])
     sizes = {**FIGURE_SIZES, "manifold.png": figures.STRIP_SIZE}
-    for name, (width, height) in sizes.items():
-        with Image.open(tmp_path / name) as picture:
-            assert picture.size == (round(width * figures.DPI), round(height * figures.DPI)), name
-            assert np.asarray(picture.convert("L"), dtype=float).std() > 5.0, name
+    assert_figures(tmp_path, sizes)
     page = (tmp_path / HTML_FILE).read_text(encoding="utf-8")
     for name in sizes:
         assert html.escape(captions(1)[name]) in page

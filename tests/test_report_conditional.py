@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_figures
 from PIL import Image
 from test_report import METRICS, sample_data, small_params, tile
 
@@ -112,11 +113,11 @@ def test_conditional_report_writes_the_same_files_at_fixed_sizes_with_their_capt
     x, y = sample_data()
     written = write_report(small_params(), PixelCodec([]), x, y, HISTORY, METRICS, "run-1", tmp_path)
     assert sorted(path.name for path in written) == sorted([*FIGURE_SIZES, EXPLORER_FILE, HTML_FILE])
-    for name, (width, height) in FIGURE_SIZES.items():
-        with Image.open(tmp_path / name) as picture:
-            assert picture.size == (round(width * figures.DPI), round(height * figures.DPI)), name
-            assert np.asarray(picture.convert("L"), dtype=float).std() > 5.0, name
+    assert_figures(tmp_path, FIGURE_SIZES)
     page = (tmp_path / HTML_FILE).read_text(encoding="utf-8")
+    assert "<title>Conditional VAE report: mnist</title>" in page
+    assert "the conditional VAE, given each test image's label (one of 10 classes);" in page
+    assert "estimates −log p(x|y), in nats per test image" in page
     for name in FIGURE_SIZES:
         assert html.escape(CONDITIONAL_CAPTIONS[name]) in page
     assert "Same style, every class" in page

@@ -5,9 +5,9 @@ state and no display is needed. Sizes and resolution are constants, so the PNGs 
 the same pixel size (``figsize × DPI``).
 """
 
+import io
 import math
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
@@ -16,8 +16,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm, Colormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-
-from pipeline.core.atomic_files import atomic_path
 
 DPI = 100
 MANIFOLD_SIZE = (9.5, 9.5)
@@ -254,8 +252,9 @@ def learning_curves_figure(history: Mapping[str, Sequence[float]]) -> Figure:
     return figure
 
 
-def save_figure(figure: Figure, target: Path) -> Path:
-    """Write ``figure`` as a PNG of exactly ``figsize × DPI`` pixels, atomically."""
-    with atomic_path(target) as temporary:
-        figure.savefig(temporary, dpi=DPI, format="png")
-    return target
+def figure_png(figure: Figure) -> bytes:
+    """``figure`` as PNG bytes of exactly ``figsize × DPI`` pixels, in memory, so a report writes nothing
+    until every file of it has rendered."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=DPI, format="png")
+    return buffer.getvalue()

@@ -9,9 +9,8 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from pipeline.core import atomic_files
+from pipeline.core.model_kind import LIKELIHOOD, NAMES, ModelKind
 from pipeline.core.params import flatten
 
 STYLE = """
@@ -30,9 +29,10 @@ code { background: #f4f4f4; padding: 0 0.2em; }
 
 @dataclass(frozen=True)
 class ReportImage:
-    """A PNG to embed, with the sentence shown under it."""
+    """A PNG to embed (its file name and bytes), with the sentence shown under it."""
 
-    path: Path
+    name: str
+    png: bytes
     caption: str
 
 
@@ -66,8 +66,8 @@ def _table(rows: Mapping[str, object], header: tuple[str, str]) -> str:
 
 
 def _figure(image: ReportImage) -> str:
-    name = html.escape(image.path.name)
-    return (f'<figure id="{name}"><img src="{data_uri(image.path.read_bytes())}" alt="{name}">'
+    name = html.escape(image.name)
+    return (f'<figure id="{name}"><img src="{data_uri(image.png)}" alt="{name}">'
             f"<figcaption>{html.escape(image.caption)} (<code>{name}</code>)</figcaption></figure>")
 
 
@@ -77,10 +77,23 @@ def _explorer_link(href: str) -> str:
             "and two clicks show the interpolation between them (needs JavaScript; loads nothing).</p>")
 
 
+def _model_sentence(kind: ModelKind, num_classes: int) -> str:
+    given = f", given each test image's label (one of {num_classes} classes)" if num_classes else ""
+    likelihood = html.escape(LIKELIHOOD[kind])
+    return (f'<p id="model-kind">Model: the {NAMES[kind]}{given}; <code>test_neg_elbo</code> bounds and '
+            f"<code>test_nll_is</code> estimates −log {likelihood}, in nats per test image.</p>")
+
+
 def render_html(dataset: str, run_id: str, metrics: Mapping[str, object], params: Mapping[str, object],
-                images: Sequence[ReportImage], explorer: str | None = None) -> str:
-    """The whole page as a string; ``explorer``: the explorer page's path relative to this one, linked."""
-    title = f"VAE report: {dataset}"
+                images: Sequence[ReportImage], explorer: str | None = None, kind: ModelKind = "vae",
+                num_classes: int = 0) -> str:
+    """The whole page as a string; ``explorer``: the explorer page's path relative to this one, linked.
+
+    ``kind`` and ``num_classes`` (``pipeline.core.model_kind``) name the model in the title and say which
+    likelihood the test metrics estimate: −log p(x), or −log p(x|y) for the conditional VAE.
+    """
+    name = NAMES[kind]
+    title = f"{name[0].upper()}{name[1:]} report: {dataset}"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -88,6 +101,7 @@ def render_html(dataset: str, run_id: str, metrics: Mapping[str, object], params
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Dataset <strong>{html.escape(dataset)}</strong>, "
         f"MLflow run <code id=\"run-id\">{html.escape(run_id)}</code>.</p>",
+        _model_sentence(kind, num_classes),
         "<h2>Test metrics</h2>",
         _table(metrics, ("metric", "value")) if metrics else "<p>No metrics recorded.</p>",
         "<h2>Figures</h2>",
@@ -98,10 +112,3 @@ def render_html(dataset: str, run_id: str, metrics: Mapping[str, object], params
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
-
-
-def write_html(target: Path, dataset: str, run_id: str, metrics: Mapping[str, object],
-               params: Mapping[str, object], images: Sequence[ReportImage], explorer: str | None = None) -> Path:
-    """Render the page and write it atomically."""
-    atomic_files.write_text(target, render_html(dataset, run_id, metrics, params, images, explorer))
-    return target
