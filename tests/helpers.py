@@ -1,11 +1,24 @@
 """What several test files share: the repository root, small synthetic digits, history without timings,
-and the ``pipeline`` imports of a source file."""
+the ``pipeline`` imports of a source file, the PNG checks of the report, and logged models in a SQLite
+store served where the project's code cannot be imported."""
 
 import ast
-from collections.abc import Iterable, Mapping
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
+from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
@@ -55,3 +68,110 @@ def top_level_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found.add(node.module.split(".")[0])
     return found
+
+
+def assert_figures(out: Path, sizes: Mapping[str, tuple[float, float]]) -> None:
+    """Each PNG ``name`` in ``out`` has exactly ``sizes[name]`` inches × the figures' DPI in pixels, and is not
+    blank (its grey levels vary)."""
+    from pipeline.reporting.figures import DPI
+
+    for name, (width, height) in sizes.items():
+        with Image.open(out / name) as picture:
+            assert picture.size == (round(width * DPI), round(height * DPI)), name
+            assert np.asarray(picture.convert("L"), dtype=float).std() > 5.0, name
+
+
+# --- logged models, loaded and served without the project's code ------------------------------------------
+
+TOLERANCE = 1e-5
+SERVER_START_LIMIT_S = 240
+SERVER_LIFETIME_S = 420
+BLOCKER = '''
+import importlib.abc, os, sys
+
+class NoPipeline(importlib.abc.MetaPathFinder):
+    """Refuse the project's package, and note each attempt where the test can see it."""
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "pipeline":
+            with open(os.environ["BLOCKED_IMPORTS"], "a") as log:
+                log.write(name + "\\n")
+            raise ImportError(f"{name} is blocked: the model must load without the project's code")
+        return None
+
+sys.meta_path.insert(0, NoPipeline())
+'''
+
+
+@contextmanager
+def logged_in_store(root: Path, experiment: str, encoder: object, decoder: object, examples: Mapping[str, object],
+                    step: int, metrics: Mapping[str, float] | None = None) -> Iterator[dict]:
+    """Log ``encoder`` and ``decoder`` (and their VAE) in one run of a new SQLite store in ``root``, with
+    ``metrics`` at ``step``; yield ``uri``, ``root``, ``run_id`` and ``model_ids``. MLflow points at that
+    store inside the block, at the previous one after it."""
+    import mlflow
+
+    from pipeline.tracking import logged_models
+    from pipeline.tracking.runs import ensure_experiment
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=ensure_experiment(experiment, root)) as run:
+            if metrics:
+                mlflow.log_metrics(dict(metrics), step=step)
+            model_ids = logged_models.log_vae_models(encoder, decoder, examples, step=step)
+        yield {"uri": uri, "root": root, "run_id": run.info.run_id, "model_ids": model_ids}
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def child_environment(trained: dict, folder: Path) -> dict[str, str]:
+    """A Python environment in which ``import pipeline`` fails and is recorded, the tool folder first on PATH."""
+    (folder / "blocker").mkdir(exist_ok=True)
+    (folder / "blocker" / "sitecustomize.py").write_text(textwrap.dedent(BLOCKER), encoding="utf-8")
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "KERAS_"))}
+    environment.update(PYTHONPATH=str(folder / "blocker"), MLFLOW_TRACKING_URI=trained["uri"],
+                       BLOCKED_IMPORTS=str(folder / "blocked.txt"), TF_CPP_MIN_LOG_LEVEL="2",
+                       PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return environment
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def post(port: int, body: dict) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.loads(answer.read())
+
+
+@contextmanager
+def served(uri: str, environment: dict[str, str], folder: Path) -> Iterator[int]:
+    """``mlflow models serve`` on a free local port, ended (with its workers) when the caller is done."""
+    port = free_port()
+    command = ["timeout", str(SERVER_LIFETIME_S), sys.executable, "-m", "mlflow", "models", "serve", "-m", uri,
+               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
+    log = open(folder / f"serve-{port}.log", "w")  # noqa: SIM115  (closed below, after the server ends)
+    server = subprocess.Popen(command, cwd=folder, env=environment, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START_LIMIT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5):
+                    break
+            except (urllib.error.URLError, OSError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    pytest.fail(f"mlflow models serve did not start: {(folder / log.name).read_text()[-3000:]}")
+                time.sleep(1)
+        yield port
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+        log.close()

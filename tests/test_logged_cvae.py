@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import synthetic_digits
-from test_logged_models import TOLERANCE, _child_environment, _post, _served
+from helpers import TOLERANCE, child_environment, logged_in_store, post, served, synthetic_digits
 
 LATENT_DIM, CLASSES, SEVEN = 2, 10, 7
 
@@ -16,27 +15,17 @@ LATENT_DIM, CLASSES, SEVEN = 2, 10, 7
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A tiny conditional VAE and its three logged models in a SQLite store."""
     import keras
-    import mlflow
 
     from pipeline.model.loading import TrainedVae
     from pipeline.model.vae import build_vae
-    from pipeline.tracking import logged_models
-    from pipeline.tracking.runs import ensure_experiment
     from pipeline.train import example_inputs
 
-    root = tmp_path_factory.mktemp("logged-cvae")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
     keras.utils.set_random_seed(0)
     parts = TrainedVae(build_vae(LATENT_DIM, 16, seed=0, num_classes=CLASSES))
     images, labels = synthetic_digits(20, seed=1)
-    with mlflow.start_run(experiment_id=ensure_experiment("logged-cvae", root)) as run:
-        model_ids = logged_models.log_vae_models(parts.encoder, parts.decoder, example_inputs(parts, images, labels),
-                                                 step=1)
-    yield {"uri": uri, "root": root, "run_id": run.info.run_id, "model_ids": model_ids, "parts": parts,
-           "images": images, "labels": labels}
-    mlflow.set_tracking_uri(previous)
+    with logged_in_store(tmp_path_factory.mktemp("logged-cvae"), "logged-cvae", parts.encoder, parts.decoder,
+                         example_inputs(parts, images, labels), step=1) as logged:
+        yield {**logged, "parts": parts, "images": images, "labels": labels}
 
 
 @pytest.mark.slow  # compiles XLA programs, logs three models
@@ -59,9 +48,9 @@ def test_served_conditional_decoder_draws_a_seven_from_z_like_keras(trained: dic
     expected = trained["parts"].decode(z, sevens)
     other = trained["parts"].decode(z, np.full(len(z), 1))
     onehot = np.eye(CLASSES, dtype=np.float32)[sevens]
-    with _served(f"models:/{trained['model_ids']['decoder']}", _child_environment(trained, tmp_path),
+    with served(f"models:/{trained['model_ids']['decoder']}", child_environment(trained, tmp_path),
                  tmp_path) as port:
-        generated = np.array(_post(port, {"inputs": {"z": z.tolist(), "labels": onehot.tolist()}})["predictions"],
+        generated = np.array(post(port, {"inputs": {"z": z.tolist(), "labels": onehot.tolist()}})["predictions"],
                              dtype=np.float32)
     assert generated.shape == (len(z), 784)
     assert np.max(np.abs(generated - expected)) <= TOLERANCE

@@ -6,68 +6,34 @@ answers must equal the Keras parts' own outputs on the same inputs.
 """
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import textwrap
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import synthetic_digits
+from helpers import TOLERANCE, child_environment, logged_in_store, post, served, synthetic_digits
 
-TOLERANCE = 1e-5
 LATENT_DIM = 2
-SERVER_START_LIMIT_S = 240
-SERVER_LIFETIME_S = 420
-BLOCKER = '''
-import importlib.abc, os, sys
-
-class NoPipeline(importlib.abc.MetaPathFinder):
-    """Refuse the project's package, and note each attempt where the test can see it."""
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] == "pipeline":
-            with open(os.environ["BLOCKED_IMPORTS"], "a") as log:
-                log.write(name + "\\n")
-            raise ImportError(f"{name} is blocked: the model must load without the project's code")
-        return None
-
-sys.meta_path.insert(0, NoPipeline())
-'''
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A tiny VAE (fit for a few steps on synthetic digits) and its three logged models in a SQLite store."""
     import keras
-    import mlflow
 
     from pipeline.model.vae import build_vae
-    from pipeline.tracking import logged_models
-    from pipeline.tracking.runs import ensure_experiment
 
-    root = tmp_path_factory.mktemp("logged")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
     keras.utils.set_random_seed(0)
     vae = build_vae(LATENT_DIM, 16, seed=0)
     images, _ = synthetic_digits(64, seed=1)
     vae.compile(optimizer="adam", loss="binary_crossentropy")
     vae.fit(images, images, epochs=2, batch_size=32, verbose=0)
     encoder, decoder = vae.get_layer("encoder"), vae.get_layer("decoder")
-    with mlflow.start_run(experiment_id=ensure_experiment("logged-models", root)) as run:
-        mlflow.log_metrics({"loss": 1.5, "val_loss": 1.7}, step=2)
-        model_ids = logged_models.log_vae_models(encoder, decoder, {"images": images[:3]}, step=2)
-    yield {"uri": uri, "root": root, "run_id": run.info.run_id, "model_ids": model_ids,
-           "encoder": encoder, "decoder": decoder, "images": images}
-    mlflow.set_tracking_uri(previous)
+    with logged_in_store(tmp_path_factory.mktemp("logged"), "logged-models", encoder, decoder, {"images": images[:3]},
+                         step=2, metrics={"loss": 1.5, "val_loss": 1.7}) as logged:
+        yield {**logged, "encoder": encoder, "decoder": decoder, "images": images}
 
 
 def test_each_part_is_a_logged_model_of_the_run_with_tensor_signature_and_example(trained: dict) -> None:
@@ -117,17 +83,6 @@ def _expected(trained: dict, images: np.ndarray, z: np.ndarray) -> dict[str, np.
             "vae": trained["decoder"].predict(z_mean, verbose=0)}
 
 
-def _child_environment(trained: dict, folder: Path) -> dict[str, str]:
-    """A Python environment in which ``import pipeline`` fails and is recorded, the tool folder first on PATH."""
-    (folder / "blocker").mkdir(exist_ok=True)
-    (folder / "blocker" / "sitecustomize.py").write_text(textwrap.dedent(BLOCKER), encoding="utf-8")
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "KERAS_"))}
-    environment.update(PYTHONPATH=str(folder / "blocker"), MLFLOW_TRACKING_URI=trained["uri"],
-                       BLOCKED_IMPORTS=str(folder / "blocked.txt"), TF_CPP_MIN_LOG_LEVEL="2",
-                       PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return environment
-
-
 LOAD_SCRIPT = '''
 import json, sys
 import numpy as np
@@ -162,7 +117,7 @@ def test_pyfunc_and_keras_loading_need_no_project_code(trained: dict, tmp_path: 
     (tmp_path / "load.py").write_text(LOAD_SCRIPT, encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "load.py", json.dumps(uris), "inputs.npz", "answers.npz"], cwd=tmp_path,
-        env=_child_environment(trained, tmp_path), capture_output=True, text=True, timeout=600, check=False,
+        env=child_environment(trained, tmp_path), capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     answers, expected = np.load(tmp_path / "answers.npz"), _expected(trained, images, z)
@@ -172,56 +127,16 @@ def test_pyfunc_and_keras_loading_need_no_project_code(trained: dict, tmp_path: 
     assert (tmp_path / "blocked.txt").read_text(encoding="utf-8").split() == ["pipeline"]  # only the probe
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _post(port: int, body: dict) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as answer:
-        return json.loads(answer.read())
-
-
-@contextmanager
-def _served(uri: str, environment: dict[str, str], folder: Path) -> Iterator[int]:
-    """``mlflow models serve`` on a free local port, ended (with its workers) when the caller is done."""
-    port = _free_port()
-    command = ["timeout", str(SERVER_LIFETIME_S), sys.executable, "-m", "mlflow", "models", "serve", "-m", uri,
-               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
-    log = open(folder / f"serve-{port}.log", "w")  # noqa: SIM115  (closed below, after the server ends)
-    server = subprocess.Popen(command, cwd=folder, env=environment, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    try:
-        deadline = time.monotonic() + SERVER_START_LIMIT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5):
-                    break
-            except (urllib.error.URLError, OSError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail(f"mlflow models serve did not start: {(folder / log.name).read_text()[-3000:]}")
-                time.sleep(1)
-        yield port
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=60)
-        log.close()
-
-
 @pytest.mark.slow
 def test_served_decoder_and_encoder_answer_like_keras(trained: dict, tmp_path: Path) -> None:
     images = trained["images"][:2]
     z = np.array([[0.0, 0.0], [1.5, -0.5], [-2.0, 1.0]], dtype=np.float32)
     expected = _expected(trained, images, z)
-    environment = _child_environment(trained, tmp_path)
-    with _served(f"models:/{trained['model_ids']['decoder']}", environment, tmp_path) as port:
-        generated = _post(port, {"inputs": z.tolist()})["predictions"]
-    with _served(f"models:/{trained['model_ids']['encoder']}", environment, tmp_path) as port:
-        encoded = _post(port, {"inputs": images.tolist()})["predictions"]
+    environment = child_environment(trained, tmp_path)
+    with served(f"models:/{trained['model_ids']['decoder']}", environment, tmp_path) as port:
+        generated = post(port, {"inputs": z.tolist()})["predictions"]
+    with served(f"models:/{trained['model_ids']['encoder']}", environment, tmp_path) as port:
+        encoded = post(port, {"inputs": images.tolist()})["predictions"]
     assert np.max(np.abs(np.array(generated, dtype=np.float32) - expected["decoder"])) <= TOLERANCE
     assert set(encoded) == {"z_mean", "z_log_var"}
     for name in ("z_mean", "z_log_var"):
