@@ -1,8 +1,9 @@
 """What the explorer page adds to the report stage: its time against the rest of the report's work, and its size.
 
-Both in one process, on the trained model and the prepared test set, after one warm-up: (a) the report
-without the explorer (encode z_mean, draw and save the five figures, write index.html); (b) writing
-explorer.html (decoder weights to float16, sample, render, write). Medians over ``--runs``.
+Both in one process, on the trained model and the prepared test set, after one warm-up, through the
+report stage's own steps (so a conditional model gets its labels and captions): (a) the report without
+the explorer (encode z_mean, render the five figures and index.html, write them); (b) explorer.html
+(decoder weights to float16, sample, render, write). Medians over ``--runs``.
 
     uv run python benchmarks/report_explorer.py [--runs 5] [--model models/vae.keras] [--prepared data/prepared]
 """
@@ -19,9 +20,14 @@ from pipeline.core.paths import MODEL_FILE, PARAMS_FILE, PREPARED_DIR
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
 from pipeline.model.loading import load_trained_vae
-from pipeline.report import CAPTIONS, EXPLORER_FILE, draw_figures, write_explorer
-from pipeline.reporting import figures
-from pipeline.reporting.html_page import ReportImage, write_html
+from pipeline.report import (
+    EXPLORER_FILE,
+    HTML_FILE,
+    render_explorer_page,
+    render_figures,
+    render_index,
+    write_files,
+)
 
 
 def median_seconds(work: Callable[[], object], runs: int) -> float:
@@ -47,18 +53,21 @@ def main() -> None:
     class_names = DATASETS[params.data.dataset].class_names
     history = {"epoch": [1, 2], "loss": [2.0, 1.0], "neg_elbo": [2.0, 1.0], "kl_loss": [1.0, 1.0]}
     out = Path(tempfile.mkdtemp(prefix="report-bench-"))
+    labels = y_test if vae.num_classes else None
 
     def report_without_explorer() -> None:
-        z_mean = vae.encode_mean(x_test)
-        drawn = draw_figures(params.report, vae, x_test, z_mean, y_test, class_names, history)
-        images = [figures.save_figure(figure, out / name) for name, figure in drawn.items()]
-        write_html(out / "index.html", params.data.dataset, "run", {}, params.read_by("report"),
-                   [ReportImage(path, CAPTIONS[path.name]) for path in images], explorer=EXPLORER_FILE)
+        z_mean = vae.encode_mean(x_test, labels)
+        pngs = render_figures(params, vae, x_test, z_mean, y_test, history)
+        page = render_index(params, vae, pngs, {}, "run")
+        write_files(out, {**pngs, HTML_FILE: page.encode("utf-8")})
 
-    z_mean = vae.encode_mean(x_test)
+    def explorer() -> None:
+        page = render_explorer_page(params, vae, z_mean, y_test, class_names)
+        write_files(out, {EXPLORER_FILE: page.encode("utf-8")})
+
+    z_mean = vae.encode_mean(x_test, labels)
     base = median_seconds(report_without_explorer, args.runs)
-    added = median_seconds(lambda: write_explorer(out / EXPLORER_FILE, params, vae, z_mean, y_test, class_names),
-                           args.runs)
+    added = median_seconds(explorer, args.runs)
     size = (out / EXPLORER_FILE).stat().st_size
     print(f"report without the explorer: {base:.3f} s (median of {args.runs})")
     print(f"explorer.html:               {added:.3f} s, {added / base:.1%} of that; {size / 1000:.0f} kB "

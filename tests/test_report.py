@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_figures
+from helpers import REPO_ROOT, assert_figures, pipeline_imports
 
 from pipeline.core.params import Params, parse_params
 from pipeline.report import (
@@ -365,3 +365,28 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
     assert MlflowClient().get_run(run.run_id).info.status == "FINISHED"
     page = (tmp_path / "reports" / HTML_FILE).read_text(encoding="utf-8")
     assert run.run_id in page and "fashion_mnist" in page
+
+
+def test_the_explorer_benchmark_times_the_stages_own_render_steps() -> None:
+    """A copy of the stage's steps would drift (no labels for a conditional model, the wrong captions)."""
+    benchmark = REPO_ROOT / "benchmarks" / "report_explorer.py"
+    imported = pipeline_imports(benchmark)
+    assert "pipeline.report" in imported
+    assert not imported & {"pipeline.reporting.figures", "pipeline.reporting.html_page"}
+    source = benchmark.read_text(encoding="utf-8")
+    for step in ("render_figures", "render_index", "render_explorer_page", "write_files"):
+        assert f"{step}(" in source, step
+
+
+def test_scatter_histogram_and_explorer_colour_each_class_alike() -> None:
+    from matplotlib.colors import to_hex
+
+    from pipeline.reporting.explorer import class_colours
+
+    z, labels, names = np.random.default_rng(0).normal(size=(50, 2)), np.arange(50) % 10, [str(k) for k in range(10)]
+    scatter = figures.latent_scatter_figure(z, labels, names, (0, 1), (-3.0, 3.0)).axes[0].collections[0]
+    histogram = figures.latent_histogram_figure(z[:, :1], labels, names, (-3.0, 3.0)).axes[0]
+    expected = [to_hex(figures.class_colors(10)(k)) for k in range(10)]
+    assert [to_hex(scatter.cmap(k)) for k in range(10)] == expected
+    assert [to_hex(bars.patches[0].get_facecolor()) for bars in histogram.containers] == expected
+    assert class_colours(10) == expected
