@@ -13,6 +13,7 @@ run: what parallel workers slow down), and how many experiments failed.
 import argparse
 import json
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -69,6 +70,22 @@ def sweep(root: Path, env: dict[str, str], workers: int, count: int, first_seed:
             return wall, sum(now[name] == "failed" for name in names), names
 
 
+def solo(root: Path, env: dict[str, str], seed: int, settings: Sequence[str]) -> tuple[float, float, float]:
+    """One ``dvc exp run`` in the foreground: (wall s, CPU s of all its processes, largest process's peak GiB).
+
+    CPU / wall is how many of the cores one experiment keeps busy: what is left over is all that
+    more workers can use.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    options = [part for setting in settings for part in ("-S", setting)]
+    dvc(root, env, "exp", "run", "-n", f"solo-s{seed}", "-S", f"train.seed={seed}", *options)
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, after.ru_maxrss / 2**20
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=4, help="experiments per round (default 4)")
@@ -87,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = Path(scratch) / "clone"
         subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(root)], check=True)
         dvc(root, env, "repro", "prepare")
+        wall, cpu, peak = solo(root, env, 999, args.settings)
+        print(f"one experiment alone: {wall:.0f} s wall, {cpu:.0f} s CPU ({cpu / wall:.2f} of "
+              f"{os.cpu_count()} cores busy), largest process {peak:.2f} GiB", flush=True)
         walls: dict[int, list[float]] = {workers: [] for workers in args.workers}
         trainings: dict[int, list[float]] = {workers: [] for workers in args.workers}
         failures = dict.fromkeys(args.workers, 0)

@@ -75,6 +75,10 @@ class Clone:
     def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run([sys.executable, "-m", "dvc", *args], self.root, self.env, check=check)
 
+    def pipeline(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``python -m pipeline ARGS`` in the clone, as a user runs a command by hand."""
+        return run([sys.executable, "-m", "pipeline", *args], self.root, self.env)
+
     def set_credentials(self, remote: str, key_id: str, secret: str) -> None:
         """Credentials in ``.dvc/config.local``, which DVC's own .gitignore keeps out of git."""
         self.dvc("remote", "modify", "--local", remote, "access_key_id", key_id)

@@ -4,6 +4,7 @@ The clones set only ``MLFLOW_TRACKING_URI``: no AWS variables, so every artifact
 through the server.
 """
 
+import csv
 import json
 from pathlib import Path
 
@@ -94,6 +95,20 @@ def test_two_queued_experiments_land_two_finished_runs_on_the_server(queued: Que
            len(servers.object_keys(stack.s3_endpoint, MLFLOW_BUCKET, f"{MLFLOW_PREFIX}/")))
     (start_a, end_a), (start_b, end_b) = spans
     assert start_a < end_b and start_b < end_a, "the experiments did not overlap: -j 2 ran them one by one"
+
+
+def test_compare_ranks_the_server_runs_of_the_sweep(queued: Queued, stack: Stack, builder: Built,
+                                                    tmp_path: Path) -> None:
+    table = tmp_path / "runs.csv"
+    builder.clone.pipeline("compare", "--csv", str(table))
+    rows = list(csv.DictReader(table.open(encoding="utf-8")))
+    assert [row["status"] for row in rows] == ["FINISHED"] * 3, rows
+    ranked = [float(row["test_neg_elbo"]) for row in rows]
+    assert ranked == sorted(ranked)
+    for name in ("stack-beta", "stack-seed"):
+        [row] = [row for row in rows if row["run"] == name]
+        [run] = server_runs(stack, name)
+        assert float(row["test_neg_elbo"]) == pytest.approx(run.data.metrics["test_neg_elbo"], rel=1e-9)
 
 
 def test_failed_queued_experiment_shows_only_in_queue_status_and_its_log(queued: Queued, stack: Stack,
