@@ -89,7 +89,8 @@ def solo(root: Path, env: dict[str, str], seed: int, settings: Sequence[str]) ->
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=4, help="experiments per round (default 4)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3], help="worker counts; first is the baseline")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3],
+                        help="worker counts; the first is the baseline")
     parser.add_argument("--repeats", type=int, default=1, help="rounds per worker count (median reported)")
     parser.add_argument("--set", dest="settings", action="append", default=[],
                         help="extra -S for every experiment, e.g. train.epochs=2")

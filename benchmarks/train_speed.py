@@ -19,18 +19,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from pipeline.idx import parse_idx
-from pipeline.params import load_params
-from pipeline.paths import PARAMS_FILE, PREPARED_DIR
+from pipeline.core.params import load_params
+from pipeline.core.paths import PARAMS_FILE, PREPARED_DIR
+from pipeline.data.idx_format import parse_idx
+from pipeline.data.splits import load_split, split_path
+from pipeline.model.losses import LOSS_NAMES, kl_loss, reconstruction_loss
+from pipeline.model.trainer import TrainConfig, VaeTrainer, make_optimizer
+from pipeline.model.vae import build_vae, decoder_logits
 from pipeline.prepare import scale
-from pipeline.prepared import load_split, split_path
-from pipeline.model import build_vae, decoder_logits, kl_loss, reconstruction_loss
-from pipeline.training import LOSS_NAMES, TrainConfig, VaeTrainer, make_optimizer
-
-import keras  # noqa: E402  (pipeline.model has set the backend)
-import tensorflow as tf  # noqa: E402
 
 SHARED_MNIST = Path("../shared/data/mnist")
 RAW_FILES = {"train": "train-images-idx3-ubyte.gz", "test": "t10k-images-idx3-ubyte.gz"}

@@ -1,6 +1,6 @@
 """``python -m pipeline compare``: the tracked training runs of an experiment, side by side.
 
-One row per run in the store ``tracking_store.configure`` points at: its name (the DVC experiment
+One row per run in the store ``store.configure`` points at: its name (the DVC experiment
 when ``dvc exp`` ran it), short id, status and start time, the params that differ between runs
 (all of them with ``--all-params``), then the test metrics and the last epoch's losses. The
 best test ``neg_elbo`` comes first; runs without one come last, newest first.
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import atomic, tracking
-from pipeline.cli import run_stage, stage_parser
-from pipeline.params import load_params
+from pipeline.core import atomic_files
+from pipeline.core.cli import run_stage, stage_parser
+from pipeline.core.params import load_params
+from pipeline.tracking import runs
 
 KEY_METRICS = (
     "test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units",
@@ -56,24 +57,24 @@ def _run_names(runs: pd.DataFrame) -> pd.Series:
     return names
 
 
+def _run(args: argparse.Namespace) -> None:
+    experiment = args.experiment or load_params(args.params).train.experiment
+    table = runs_table(runs.search_runs(experiment), all_params=args.all_params)
+    print(table.to_string(index=False))
+    if args.csv:
+        atomic_files.write_text(args.csv, table.to_csv(index=False))
+    if args.markdown:
+        atomic_files.write_text(args.markdown, table.to_markdown(index=False) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline compare [--experiment NAME] [--csv PATH] [--markdown PATH] [--all-params]``."""
+    """``python -m pipeline compare [options]``: parse ``argv``, run, return the exit code (0, 1, or 130)."""
     parser = stage_parser("compare", "List the tracked MLflow runs of an experiment side by side.")
     parser.add_argument("--experiment", help="MLflow experiment (default: params train.experiment)")
     parser.add_argument("--csv", type=Path, help="also write the table as CSV")
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown")
     parser.add_argument("--all-params", action="store_true", help="show every param, not only those that differ")
-
-    def body(args: argparse.Namespace) -> None:
-        experiment = args.experiment or load_params(args.params).train.experiment
-        table = runs_table(tracking.search_runs(experiment), all_params=args.all_params)
-        print(table.to_string(index=False))
-        if args.csv:
-            atomic.write_text(args.csv, table.to_csv(index=False))
-        if args.markdown:
-            atomic.write_text(args.markdown, table.to_markdown(index=False) + "\n")
-
-    return run_stage("compare", body, parser, argv)
+    return run_stage("compare", _run, parser, argv)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline import fetch
-from pipeline.atomic import atomic_path
-from pipeline.cli import run_stage, show_progress, stage_parser
-from pipeline.datasets import DATASETS, DatasetSpec, IdxFile, Role
-from pipeline.errors import PipelineError
-from pipeline.params import load_params
-from pipeline.paths import RAW_DIR
+from pipeline.core.atomic_files import atomic_path
+from pipeline.core.cli import run_stage, show_progress, stage_parser
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import load_params
+from pipeline.core.paths import RAW_DIR
+from pipeline.data.datasets import DATASETS, DatasetSpec, IdxFile, Role
+from pipeline.data.sources import SourceError, fetch, location, matches
 
 MIRROR_ENV = "MNIST_MIRROR"
 TRIES = 3
@@ -47,7 +47,7 @@ def fetch_file(idx: IdxFile, sources: Sequence[str], target: Path, *, tries: int
     Raise ``DownloadError`` naming every source tried and why it failed.
     """
     try:
-        if not fetch.matches(target, idx):
+        if not matches(target, idx):
             target.unlink(missing_ok=True)
             _fetch_first(idx, sources, target, tries=tries, base_delay=base_delay, timeout=timeout,
                          progress=progress)
@@ -63,11 +63,11 @@ def _fetch_first(idx: IdxFile, sources: Sequence[str], target: Path, *, tries: i
         for source in sources:
             try:
                 with atomic_path(target) as temporary:
-                    fetch.fetch(source, idx, temporary, tries=tries, base_delay=base_delay, timeout=timeout,
+                    fetch(source, idx, temporary, tries=tries, base_delay=base_delay, timeout=timeout,
                                 progress=lambda done: bar.update(done - bar.n))
                 return
-            except fetch.SourceError as error:
-                failures.append(f"{fetch.location(source, idx)}: {error}")
+            except SourceError as error:
+                failures.append(f"{location(source, idx)}: {error}")
             if progress:
                 bar.write(f"{failures[-1]}; trying the next source", file=sys.stderr)
     raise DownloadError(_failure_message(idx, failures))
@@ -94,18 +94,18 @@ def _failure_message(idx: IdxFile, failures: Sequence[str]) -> str:
     )
 
 
+def _run(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    spec = DATASETS[params.data.dataset]
+    sources = dataset_sources(spec, params.data.mirrors, os.environ)
+    fetch_dataset(spec, sources, args.out / spec.name, progress=show_progress(os.environ))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.download --params params.yaml --out data/raw``."""
+    """``python -m pipeline download [options]``: parse ``argv``, run, return the exit code (0, 1, or 130)."""
     parser = stage_parser("download", "Fetch the dataset's IDX files and verify their SHA-256.")
     parser.add_argument("--out", type=Path, default=RAW_DIR, help=f"output folder (default: {RAW_DIR})")
-
-    def body(args: argparse.Namespace) -> None:
-        params = load_params(args.params)
-        spec = DATASETS[params.data.dataset]
-        sources = dataset_sources(spec, params.data.mirrors, os.environ)
-        fetch_dataset(spec, sources, args.out / spec.name, progress=show_progress(os.environ))
-
-    return run_stage("download", body, parser, argv)
+    return run_stage("download", _run, parser, argv)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline import atomic, tracking
-from pipeline.cli import add_model_paths, run_stage, stage_parser
-from pipeline.datasets import DATASETS
-from pipeline.errors import PipelineError
-from pipeline.params import Params, load_params
-from pipeline.paths import METRICS_FILE, PER_CLASS_FILE
-from pipeline.prepared import load_split
+from pipeline.core import atomic_files
+from pipeline.core.cli import add_model_paths, run_stage, stage_parser
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import Params, load_params
+from pipeline.core.paths import METRICS_FILE, PER_CLASS_FILE
+from pipeline.data.datasets import DATASETS
+from pipeline.data.splits import load_split
+from pipeline.tracking import runs
 
 if TYPE_CHECKING:
-    from pipeline.likelihood import ImageScores
+    from pipeline.model.likelihood import ImageScores
 
 FLOAT_TOLERANCE = 1e-5
 """Relative slack for float rounding when comparing −log p(x) with the negative ELBO."""
@@ -44,7 +45,7 @@ def summarize(scores: "ImageScores", beta: float) -> dict[str, float]:
     ``test_mse`` is the mean squared error per pixel between each image and the decoder's mean
     output (the pixel probabilities) at z = z_mean, i.e. a deterministic reconstruction.
     """
-    from pipeline.likelihood import active_units
+    from pipeline.model.likelihood import active_units
 
     reconstruction, kl = float(np.mean(scores.reconstruction_loss)), float(np.mean(scores.kl_loss))
     return {
@@ -101,23 +102,22 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
         raise EvaluateInputError(f"{prepared}: the test split is empty")
     if not model_file.is_file():
         raise EvaluateInputError(f"{model_file} not found; run the train stage first")
-    run = tracking.open_training_run(run_file)
+    run = runs.open_training_run(run_file)
 
-    from pipeline.likelihood import LikelihoodEstimator  # TensorFlow loads here, after validation
-    from pipeline.model import load_vae
+    from pipeline.model.likelihood import LikelihoodEstimator  # TensorFlow loads here, after validation
+    from pipeline.model.loading import load_trained_vae
 
-    vae = load_vae(str(model_file))
-    estimator = LikelihoodEstimator(vae.get_layer("encoder"), vae.get_layer("decoder"))
+    estimator = LikelihoodEstimator(load_trained_vae(model_file))
     settings = params.evaluate
     scores = estimator.score(
         x_test, settings.elbo_samples, settings.is_samples, settings.batch_size, settings.seed
     )
     metrics = summarize(scores, params.train.beta)
     check_metrics(metrics, scores.neg_elbo - scores.nll_is)
-    atomic.write_json(metrics_file, metrics)
+    atomic_files.write_json(metrics_file, metrics)
     class_names = DATASETS[params.data.dataset].class_names
-    atomic.write_text(per_class_file, per_class_csv(scores.neg_elbo, y_test, class_names))
-    tracking.log_results(run, metrics, artifacts=[per_class_file], settings=params.section("evaluate"))
+    atomic_files.write_text(per_class_file, per_class_csv(scores.neg_elbo, y_test, class_names))
+    runs.log_results(run, metrics, artifacts=[per_class_file], settings=params.section("evaluate"))
     return metrics
 
 
@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.evaluate``."""
+    """``python -m pipeline evaluate [options]``: parse ``argv``, run, return the exit code (0, 1, or 130)."""
     parser = stage_parser("evaluate", __doc__.splitlines()[0])
     add_model_paths(parser)
     parser.add_argument("--metrics", type=Path, default=METRICS_FILE, help="where to write metrics.json")

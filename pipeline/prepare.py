@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import write_json
-from pipeline.cli import run_stage, stage_parser
-from pipeline.datasets import DATASETS, DatasetSpec, Role
-from pipeline.errors import PipelineError
-from pipeline.idx import IdxFormatError, read_pair
-from pipeline.params import DataParams, load_params
-from pipeline.paths import DATA_STATS_FILE, PREPARED_DIR, RAW_DIR
-from pipeline.prepared import save_split, split_path
+from pipeline.core.atomic_files import write_json
+from pipeline.core.cli import run_stage, stage_parser
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import DataParams, load_params
+from pipeline.core.paths import DATA_STATS_FILE, PREPARED_DIR, RAW_DIR
+from pipeline.data.datasets import DATASETS, DatasetSpec, Role
+from pipeline.data.idx_format import IdxFormatError, read_pair
+from pipeline.data.splits import save_split, split_path
 
 RAW_SPLITS: tuple[tuple[str, Role, Role], ...] = (
     ("train", "train_images", "train_labels"),
@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the prepare stage from the command line."""
+    """``python -m pipeline prepare [options]``: parse ``argv``, run, return the exit code (0, 1, or 130)."""
     parser = stage_parser("prepare", "Parse, scale and split the dataset's IDX files into .npz arrays.")
     parser.add_argument("--raw", type=Path, default=RAW_DIR, help=f"raw IDX folder (default: {RAW_DIR})")
     parser.add_argument(

@@ -11,16 +11,14 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline import atomic, tracking
-from pipeline.checkpoint import EpochCheckpoint, fingerprint
-from pipeline.cli import add_model_paths, run_stage, show_progress, stage_parser
-from pipeline.params import Params, load_params
-from pipeline.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
-from pipeline.prepared import load_split
+from pipeline.core import atomic_files
+from pipeline.core.cli import add_model_paths, run_stage, show_progress, stage_parser
+from pipeline.core.params import Params, load_params
+from pipeline.core.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
+from pipeline.data.splits import load_split
+from pipeline.tracking import runs
 
 INPUT_EXAMPLE_ROWS = 5
-LATER_STAGE_SECTIONS = frozenset({"evaluate", "report", "check"})
-"""Params the training does not read: logged by the stages that do, so a run never shows stale ones."""
 
 
 def validation_split(prepared: Path) -> str:
@@ -55,33 +53,35 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     x_train, _ = load_split(prepared, "train")
     x_val, _ = load_split(prepared, split)
 
-    from pipeline.training import TrainConfig, VaeTrainer  # TensorFlow loads here, after validation
+    # TensorFlow loads here (pipeline.model), after params and data are checked.
+    from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
+    from pipeline.model.trainer import TrainConfig, VaeTrainer
 
     config = TrainConfig.from_params(params)
     checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), x_train))
     tags = {"dataset": params.data.dataset, "validation_split": split}
-    logged_params = params.flat(exclude=LATER_STAGE_SECTIONS)
-    with tracking.training_run(params.train.experiment, logged_params, tags) as run:
-        tracking.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
+    logged_params = params.lineage("train")  # later stages log their own, so a run never shows stale ones
+    with runs.training_run(params.train.experiment, logged_params, tags) as run:
+        runs.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
         trainer = VaeTrainer(config)
         logged: set[int] = set()
 
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
-            tracking.log_epoch(epoch, logs)
+            runs.log_epoch(epoch, logs)
             logged.add(epoch)
             _progress(epoch, config.epochs, logs)
 
         history = trainer.fit(x_train, x_val, on_epoch_end, checkpoint)
         resumed = [epoch for epoch in range(len(history)) if epoch not in logged]
         for epoch in resumed:
-            tracking.log_epoch(epoch, history[epoch])
+            runs.log_epoch(epoch, history[epoch])
         if resumed:
-            tracking.set_tag("resumed_after_epoch", str(len(resumed)))
-        tracking.log_keras_model(trainer.vae, x_train[:INPUT_EXAMPLE_ROWS])
-        with atomic.atomic_path(model_file) as temporary:
+            runs.set_tag("resumed_after_epoch", str(len(resumed)))
+        runs.log_keras_model(trainer.vae, x_train[:INPUT_EXAMPLE_ROWS])
+        with atomic_files.atomic_path(model_file) as temporary:
             trainer.vae.save(temporary)
-        atomic.write_text(history_file, history_csv(history))
-        tracking.write_run_ref(run_file, run)
+        atomic_files.write_text(history_file, history_csv(history))
+        runs.write_run_ref(run_file, run)
     checkpoint.remove()
 
 
@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.train``."""
+    """``python -m pipeline train [options]``: parse ``argv``, run, return the exit code (0, 1, or 130)."""
     parser = stage_parser("train", __doc__.splitlines()[0])
     add_model_paths(parser)
     parser.add_argument("--history", type=Path, default=TRAIN_HISTORY_FILE, help="per-epoch CSV")

@@ -1,12 +1,13 @@
 """Fixtures shared by the test tiers."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from helpers import REPO_ROOT, SHARED_MNIST
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
+import pipeline  # noqa: F401  (sets the Keras backend and TensorFlow's log level before a test imports Keras)
 
 
 def _mnist_folder() -> Path:
@@ -28,3 +29,20 @@ def mnist_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite database with its schema created: migrating a new one costs seconds, a copy does not."""
+    from mlflow.tracking import MlflowClient
+
+    database = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{database}").search_experiments()
+    return database
+
+
+@pytest.fixture
+def store_copy(tmp_path: Path, empty_store: Path) -> Path:
+    """A fresh copy of the migrated store at ``tmp_path/mlflow.db``."""
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
+    return tmp_path / "mlflow.db"

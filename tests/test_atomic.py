@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.atomic import atomic_path, write_bytes, write_json, write_text
+from pipeline.core.atomic_files import atomic_path, write_bytes, write_json, write_text
 
 OLD = b"old, complete content\n"
 
@@ -50,27 +50,24 @@ def test_failure_inside_the_block_keeps_the_old_target_and_removes_the_temporary
     tmp_path: Path, error: type[BaseException]
 ) -> None:
     target = _old_target(tmp_path)
-    with pytest.raises(error):
-        with atomic_path(target) as temporary:
-            temporary.write_bytes(b"half of the new")
-            raise error
+    with pytest.raises(error), atomic_path(target) as temporary:
+        temporary.write_bytes(b"half of the new")
+        raise error
     assert target.read_bytes() == OLD
     assert [path.name for path in tmp_path.iterdir()] == [target.name]
 
 
 def test_failure_with_no_old_target_leaves_nothing(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError):
-        with atomic_path(tmp_path / "model.keras") as temporary:
-            temporary.write_bytes(b"partial")
-            raise RuntimeError
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "model.keras") as temporary:
+        temporary.write_bytes(b"partial")
+        raise RuntimeError
     assert list(tmp_path.iterdir()) == []
 
 
 def test_block_that_writes_nothing_fails_and_keeps_the_old_target(tmp_path: Path) -> None:
     target = _old_target(tmp_path)
-    with pytest.raises(FileNotFoundError):
-        with atomic_path(target):
-            pass
+    with pytest.raises(FileNotFoundError), atomic_path(target):
+        pass
     assert target.read_bytes() == OLD
 
 
@@ -110,7 +107,7 @@ def test_concurrent_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
 WRITER = """
 import sys, time
 from pathlib import Path
-from pipeline.atomic import atomic_path
+from pipeline.core.atomic_files import atomic_path
 with atomic_path(Path(sys.argv[1])) as temporary:
     with open(temporary, "wb") as stream:
         stream.write(b"new, but only partly written")

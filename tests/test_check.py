@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.check import Row, compare_metrics, format_table, main, verdict
-from pipeline.params import Tolerance
+from pipeline.check import main
+from pipeline.core.params import Tolerance
+from pipeline.gate.comparison import Row, compare_metrics, format_table, verdict
 
 LOWER = Tolerance(higher_is_better=False, tolerance=1.0)
 HIGHER = Tolerance(higher_is_better=True, tolerance=0.0)

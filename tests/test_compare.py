@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline.compare import main, runs_table
-from pipeline.tracking import search_runs
+from pipeline.tracking.runs import search_runs
 
 EXPERIMENT = "vae-compare-test"
 
@@ -59,7 +59,7 @@ def test_table_sorts_by_test_neg_elbo_and_shows_only_differing_params(store: Pat
 
 def test_all_params_shows_params_that_agree_too(store: Path) -> None:
     table = runs_table(search_runs(EXPERIMENT), all_params=True)
-    assert ["train.beta", "train.epochs"] == [column for column in table.columns if column.startswith("train.")]
+    assert [column for column in table.columns if column.startswith("train.")] == ["train.beta", "train.epochs"]
     assert table["train.epochs"].tolist() == ["5", "5", "5"]
 
 

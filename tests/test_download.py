@@ -1,14 +1,14 @@
 """The download stage: sources, fall-through, verification and cleanup, against a real local HTTP server."""
 
 import gzip
-import os
-import signal
 import hashlib
 import http.server
+import os
+import signal
 import socket
 import struct
-import sys
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import download
-from pipeline.datasets import DATASETS, DatasetSpec, IdxFile, Role
+from pipeline.data.datasets import DATASETS, DatasetSpec, IdxFile, Role
 from pipeline.download import DownloadError, dataset_sources, fetch_dataset, fetch_file
 
 FAST = {"tries": 2, "base_delay": 0.01, "timeout": 5.0}

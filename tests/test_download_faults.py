@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.datasets import IdxFile
+from pipeline.data.datasets import IdxFile
 from pipeline.download import DownloadError, fetch_file
 
 PAYLOAD = struct.pack(">II", 0x801, 64) + bytes(i % 10 for i in range(64))

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import figures
-from pipeline.html_report import ReportImage, write_html
+from pipeline.reporting import figures
+from pipeline.reporting.html_page import ReportImage, write_html
+
+pytestmark = pytest.mark.slow  # starts a browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 WINDOW = (1200, 2000)

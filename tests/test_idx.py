@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import PipelineError
-from pipeline.idx import DTYPES, IdxFormatError, parse_idx, read_idx, read_pair, validate_pair
+from pipeline.core.errors import PipelineError
+from pipeline.data.idx_format import DTYPES, IdxFormatError, parse_idx, read_idx, read_pair, validate_pair
 
 CODES = {dtype.newbyteorder("="): code for code, dtype in DTYPES.items()}
 

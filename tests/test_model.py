@@ -3,22 +3,15 @@
 import warnings
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from pipeline.errors import PipelineError
-from pipeline.model import (
-    IMAGE_PIXELS,
-    Sampling,
-    build_vae,
-    decoder_logits,
-    kl_loss,
-    load_vae,
-    reconstruction_loss,
-)
-
-import keras  # noqa: E402  (pipeline.model has set the backend)
-import tensorflow as tf  # noqa: E402
+from pipeline.core.errors import PipelineError
+from pipeline.model.loading import load_trained_vae
+from pipeline.model.losses import kl_loss, reconstruction_loss
+from pipeline.model.vae import IMAGE_PIXELS, Sampling, build_vae, decoder_logits
 
 LATENT_DIM, INTERMEDIATE_DIM = 2, 32
 
@@ -29,8 +22,8 @@ def images(rows: int, seed: int = 0) -> np.ndarray:
 
 def numpy_bce_sum(targets: np.ndarray, logits: np.ndarray) -> np.ndarray:
     """Summed binary cross-entropy from logits, in float64: max(l, 0) − l·x + log(1 + e^−|l|)."""
-    t, l = targets.astype(np.float64), logits.astype(np.float64)
-    return (np.maximum(l, 0) - l * t + np.log1p(np.exp(-np.abs(l)))).sum(axis=-1)
+    x, logit = targets.astype(np.float64), logits.astype(np.float64)
+    return (np.maximum(logit, 0) - logit * x + np.log1p(np.exp(-np.abs(logit)))).sum(axis=-1)
 
 
 def numpy_kl(z_mean: np.ndarray, z_log_var: np.ndarray) -> np.ndarray:
@@ -150,7 +143,7 @@ def test_reloaded_vae_draws_like_a_fresh_model_with_its_seed(tmp_path: Path) -> 
     path = tmp_path / "vae.keras"
     original.save(path)
     x = images(9)
-    first, second = load_vae(path)(x).numpy(), load_vae(path)(x).numpy()
+    first, second = load_trained_vae(path).vae(x).numpy(), load_trained_vae(path).vae(x).numpy()
     np.testing.assert_array_equal(first, second)
     np.testing.assert_array_equal(original(x).numpy(), first)
 
@@ -163,7 +156,7 @@ def test_load_vae_refuses_a_file_holding_a_lambda_layer(tmp_path: Path) -> None:
     path = tmp_path / "lambda.keras"
     keras.Model([z_mean, z_log_var], z).save(path)
     with pytest.raises((ValueError, PipelineError), match="(?i)lambda|safe_mode"):
-        load_vae(path)
+        load_trained_vae(path)
 
 
 def test_decoder_logits_takes_a_bare_latent_tensor_without_warning(vae: keras.Model) -> None:

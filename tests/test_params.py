@@ -5,12 +5,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pydantic
 import pytest
 
-from pipeline.params import Params, ParamsError, load_params
-
+from pipeline.core.params import STAGE_PARAMS, DatasetName, Params, ParamsError, load_params
+from pipeline.data.datasets import DATASETS
 
 # case -> (params.yaml text, the dotted key the error names, what the error says is allowed, as a regex)
 BAD_PARAMS = {
@@ -149,11 +150,21 @@ def test_flat_gives_every_param_by_dotted_key_in_json_form(tmp_path: Path) -> No
     assert {key.split(".")[0] for key in flat} == {"data", "model", "train", "evaluate", "report", "check"}
 
 
-def test_flat_exclude_drops_whole_sections_only() -> None:
-    full = Params().flat()
-    flat = Params().flat(exclude=frozenset({"check", "report"}))
-    assert flat == {key: value for key, value in full.items() if not key.startswith(("check.", "report."))}
-    assert "check.tolerances" in full and "train.epochs" in flat
+def test_read_by_selects_whole_sections_and_single_keys() -> None:
+    params = Params()
+    evaluate = params.read_by("evaluate")
+    assert set(evaluate) == {"data.dataset", "train.beta", *params.section("evaluate")}
+    assert "check.tolerances.test_neg_elbo.tolerance" not in params.read_by(*STAGE_PARAMS)
+
+
+def test_lineage_of_a_stage_holds_every_earlier_stage_param_and_no_later_one() -> None:
+    lineage = Params().lineage("train")
+    assert {"data.mirrors", "data.val_fraction", "data.seed", "model.latent_dim", "train.seed"} <= set(lineage)
+    assert not any(key.startswith(("evaluate.", "report.", "check.")) for key in lineage)
+
+
+def test_dataset_names_in_params_are_exactly_the_described_datasets() -> None:
+    assert set(get_args(DatasetName)) == set(DATASETS)
 
 
 def test_stage_cli_prints_one_error_block_naming_the_key_exits_1_and_never_imports_tensorflow(
@@ -175,6 +186,6 @@ def test_stage_cli_prints_one_error_block_naming_the_key_exits_1_and_never_impor
         "train: error: params.yaml: invalid params:",
         "  train.epochs: Input should be greater than or equal to 1 (got 0)",
     ]
-    assert "pipeline.params" in modules
+    assert "pipeline.core.params" in modules
     assert not {name for name in modules if name.split(".")[0] in {"tensorflow", "keras", "jax", "torch"}}
     assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.datasets import DATASETS
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
+from pipeline.data.datasets import DATASETS
+from pipeline.data.splits import PreparedDataError, load_split, save_split
 from pipeline.prepare import (
     SplitError,
     main,
@@ -18,7 +19,6 @@ from pipeline.prepare import (
     stratified_split,
     validation_quotas,
 )
-from pipeline.prepared import PreparedDataError, load_split, save_split
 
 MNIST = DATASETS["mnist"]
 

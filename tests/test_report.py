@@ -1,18 +1,30 @@
 """The report stage: manifold orientation, one batched decode, figure sizes, the HTML page, a real run."""
 
+import base64
 import html
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import figures
-from pipeline.html_report import data_uri
-from pipeline.params import Params, parse_params
-from pipeline.report import CAPTIONS, HTML_FILE, ReportError, Vae, draw_figures, main, read_history, write_report
+from pipeline.core.params import Params, parse_params
+from pipeline.report import (
+    CAPTIONS,
+    EXPLORER_FILE,
+    HTML_FILE,
+    ReportError,
+    draw_figures,
+    main,
+    read_history,
+    write_report,
+)
+from pipeline.reporting import figures
+from pipeline.reporting.explorer import MAX_POINTS, sample_points
+from pipeline.reporting.html_page import data_uri
 
 FIGURE_SIZES = {
     "manifold.png": figures.MANIFOLD_SIZE,
@@ -90,15 +102,33 @@ def test_manifold_ticks_sit_on_tile_centres_labelled_with_their_z() -> None:
         assert offset == 0.5 and f"{z_values[int(column)]:.2f}" == label  # centre of a 2-pixel tile
 
 
-def fake_vae(latent_dim: int = 2, seed: int = 0) -> Vae:
+@dataclass(frozen=True)
+class LinearCodec:
+    """A numpy stand-in for a trained VAE: linear encoder, logistic decoder, no TensorFlow."""
+
+    encode_weights: np.ndarray
+    decode_weights: np.ndarray
+
+    @property
+    def latent_dim(self) -> int:
+        return self.encode_weights.shape[1]
+
+    def encode_mean(self, images: np.ndarray) -> np.ndarray:
+        return images @ self.encode_weights
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(np.asarray(z) @ self.decode_weights)))
+
+    def decoder_dense_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``decode`` as dense, relu, dense: z · W = relu(z) · W + relu(-z) · (-W)."""
+        identity = np.eye(self.latent_dim)
+        return (np.hstack([identity, -identity]), np.zeros(2 * self.latent_dim),
+                np.vstack([self.decode_weights, -self.decode_weights]), np.zeros(self.decode_weights.shape[1]))
+
+
+def fake_vae(latent_dim: int = 2, seed: int = 0) -> LinearCodec:
     rng = np.random.default_rng(seed)
-    encode_weights = rng.normal(0, 0.1, (784, latent_dim))
-    decode_weights = rng.normal(0, 1.0, (latent_dim, 784))
-    return Vae(
-        encode_mean=lambda x: x @ encode_weights,
-        decode=lambda z: 1 / (1 + np.exp(-(np.asarray(z) @ decode_weights))),
-        latent_dim=latent_dim,
-    )
+    return LinearCodec(rng.normal(0, 0.1, (784, latent_dim)), rng.normal(0, 1.0, (latent_dim, 784)))
 
 
 def small_params(latent_dim: int = 2, grid_dims: tuple[int, int] = (0, 1)) -> Params:
@@ -123,7 +153,7 @@ def write_fake_report(out: Path, latent_dim: int = 2, grid_dims: tuple[int, int]
 
 def test_figures_have_the_fixed_pixel_size_and_are_not_blank(tmp_path: Path) -> None:
     written = write_fake_report(tmp_path)
-    assert sorted(path.name for path in written) == sorted([*FIGURE_SIZES, HTML_FILE])
+    assert sorted(path.name for path in written) == sorted([*FIGURE_SIZES, EXPLORER_FILE, HTML_FILE])
     for name, (width, height) in FIGURE_SIZES.items():
         with Image.open(tmp_path / name) as picture:
             assert picture.size == (round(width * figures.DPI), round(height * figures.DPI)), name
@@ -142,19 +172,46 @@ def test_index_embeds_every_image_and_lists_every_metric_params_and_escaped_run_
     assert "171.123" in page and "run&lt;&amp;&gt;42" in page and "run<&>42" not in page
     assert "<code>report.grid_size</code>" in page and "<strong>mnist</strong>" in page
     assert "src=\"http" not in page and "src=\"file" not in page  # self-contained
+    assert f'<a id="explorer-link" href="{EXPLORER_FILE}">' in page
+
+
+def test_explorer_page_runs_the_models_decoder_over_its_z_mean(tmp_path: Path) -> None:
+    write_fake_report(tmp_path, latent_dim=3, grid_dims=(2, 1))
+    page = (tmp_path / EXPLORER_FILE).read_text(encoding="utf-8")
+    data = json.loads(page.split("const EXPLORER_DATA = ", 1)[1].split(";</script>", 1)[0])
+    vae, (x, y) = fake_vae(3), sample_data()
+    hidden_kernel, _, output_kernel, _ = vae.decoder_dense_weights()
+    embedded = [np.frombuffer(base64.b64decode(text), "<f2") for text in data["weights"]]
+    np.testing.assert_array_equal(embedded[0], hidden_kernel.astype(np.float16).ravel())
+    np.testing.assert_array_equal(embedded[2], output_kernel.astype(np.float16).ravel())
+    rows = sample_points(x, y, MAX_POINTS, seed=small_params().report.seed)
+    points = np.frombuffer(base64.b64decode(data["points"]), "<f2").reshape(-1, 2)
+    np.testing.assert_array_equal(points, vae.encode_mean(x)[rows][:, [2, 1]].astype(np.float16))
+    assert data["dims"] == [2, 1] and data["classNames"] == [str(k) for k in range(10)]
+
+
+def test_the_codec_stand_in_is_the_dense_relu_dense_decoder_it_embeds() -> None:
+    vae = fake_vae(2)
+    hidden_kernel, hidden_bias, output_kernel, output_bias = vae.decoder_dense_weights()
+    z = np.random.default_rng(3).normal(0, 2, (50, 2))
+    logits = np.maximum(z @ hidden_kernel + hidden_bias, 0) @ output_kernel + output_bias
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), vae.decode(z), rtol=1e-12)
 
 
 def test_latent_dim_three_report_decodes_and_plots_grid_dims_only() -> None:
     decoded = []
-    vae = fake_vae(3)
 
-    def recording_decoder(z: np.ndarray) -> np.ndarray:
-        decoded.append(np.array(z))
-        return vae.decode(z)
+    class RecordingCodec(LinearCodec):
+        def decode(self, z: np.ndarray) -> np.ndarray:
+            decoded.append(np.array(z))
+            return super().decode(z)
+
+    linear = fake_vae(3)
+    vae = RecordingCodec(linear.encode_weights, linear.decode_weights)
 
     x, y = sample_data()
     drawn = draw_figures(small_params(latent_dim=3, grid_dims=(2, 1)).report,
-                         Vae(vae.encode_mean, recording_decoder, 3), x, y, [str(k) for k in range(10)],
+                         vae, x, vae.encode_mean(x), y, [str(k) for k in range(10)],
                          {"epoch": [1], "loss": [1.0], "neg_elbo": [1.0], "kl_loss": [1.0]})
     grid = decoded[0]
     assert grid.shape == (36, 3) and np.all(grid[:, 0] == 0)
@@ -182,7 +239,7 @@ def test_history_without_the_loss_columns_is_refused(tmp_path: Path) -> None:
 
 def test_bad_params_and_missing_inputs_fail_before_the_model_is_loaded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "pipeline.model", None)  # a tripwire: importing it now raises ImportError
+    monkeypatch.setitem(sys.modules, "pipeline.model.vae", None)  # a tripwire: importing it now raises ImportError
     params = tmp_path / "params.yaml"
     params.write_text("report:\n  grid_size: 1\n")
     assert main(["--params", str(params)]) == 1
@@ -197,9 +254,9 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.tracking import MlflowClient
 
-    from pipeline import tracking
-    from pipeline.model import build_vae
-    from pipeline.prepared import save_split
+    from pipeline.data.splits import save_split
+    from pipeline.model.vae import build_vae
+    from pipeline.tracking import runs
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)
@@ -210,15 +267,15 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
     (tmp_path / "history.csv").write_text(HISTORY_CSV)
     (tmp_path / "params.yaml").write_text(
         "data:\n  dataset: fashion_mnist\nreport:\n  grid_size: 5\n  n_samples: 9\n  n_reconstructions: 4\n")
-    with tracking.training_run("report-test", {"model.latent_dim": 2}, {}) as run:
+    with runs.training_run("report-test", {"model.latent_dim": 2}, {}) as run:
         pass
-    tracking.write_run_ref(tmp_path / "run.json", run)
+    runs.write_run_ref(tmp_path / "run.json", run)
 
     code = main(["--params", "params.yaml", "--prepared", "prepared", "--model", "vae.keras", "--run", "run.json",
                  "--metrics", "metrics.json", "--history", "history.csv", "--out", "reports"])
 
     assert code == 0
-    expected = sorted([*FIGURE_SIZES, HTML_FILE])
+    expected = sorted([*FIGURE_SIZES, EXPLORER_FILE, HTML_FILE])
     assert sorted(path.name for path in (tmp_path / "reports").iterdir()) == expected
     logged = MlflowClient().list_artifacts(run.run_id)
     assert sorted(artifact.path for artifact in logged) == expected

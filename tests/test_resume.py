@@ -19,19 +19,18 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
+from helpers import REPO_ROOT, synthetic_digits, without_timing
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
-from pipeline.checkpoint import EpochCheckpoint, fingerprint
-from pipeline.model import load_vae
-from pipeline.params import parse_params
-from pipeline.paths import CHECKPOINT_DIR, MODEL_FILE, RUN_FILE, TRAIN_HISTORY_FILE
-from pipeline.prepared import save_split
+from pipeline.core.params import parse_params
+from pipeline.core.paths import CHECKPOINT_DIR, MODEL_FILE, RUN_FILE, TRAIN_HISTORY_FILE
+from pipeline.data.splits import save_split
+from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
+from pipeline.model.loading import load_trained_vae
+from pipeline.model.trainer import TrainConfig, VaeTrainer
+from pipeline.tracking import runs
 from pipeline.train import main
-from pipeline.training import TrainConfig, VaeTrainer
-from synthetic import synthetic_digits
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_FILE = CHECKPOINT_DIR / "train.npz"
 EPOCHS = 4
 # 6 000 images through a 512-unit VAE: about half a second per epoch here, so a signal sent after the
@@ -52,9 +51,6 @@ def stage_config() -> TrainConfig:
     return TrainConfig.from_params(params)
 
 
-
-def without_timing(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{key: value for key, value in logs.items() if key != "seconds"} for logs in history]
 
 
 class ArrayVariable:
@@ -184,13 +180,6 @@ def test_fingerprint_changes_with_config_and_with_data() -> None:
     assert fingerprint(config, data.astype(np.float64)) != base
 
 
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite database with its schema created: migrating a new one costs seconds, a copy does not."""
-    database = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{database}").search_experiments()
-    return database
-
 
 def test_fail_abandoned_runs_spares_live_processes_other_hosts_and_non_training_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path
@@ -198,8 +187,8 @@ def test_fail_abandoned_runs_spares_live_processes_other_hosts_and_non_training_
     shutil.copyfile(empty_store, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)
-    tracking.configure()
-    experiment_id = tracking.ensure_experiment("vae-abandoned")
+    runs.configure()
+    experiment_id = runs.ensure_experiment("vae-abandoned")
     client = MlflowClient()
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
@@ -208,14 +197,14 @@ def test_fail_abandoned_runs_spares_live_processes_other_hosts_and_non_training_
     def running(tags: dict[str, str]) -> str:
         return client.create_run(experiment_id, tags=tags).info.run_id
 
-    alive = running({tracking.PIPELINE_TAG: "train", tracking.HOST_TAG: here, tracking.PID_TAG: str(os.getpid())})
-    elsewhere = running({tracking.PIPELINE_TAG: "train", tracking.HOST_TAG: f"not-{here}",
-                         tracking.PID_TAG: str(finished.pid)})
-    by_hand = running({tracking.HOST_TAG: here, tracking.PID_TAG: str(finished.pid)})
-    abandoned = running({tracking.PIPELINE_TAG: "train", tracking.HOST_TAG: here,
-                         tracking.PID_TAG: str(finished.pid)})
+    alive = running({runs.PIPELINE_TAG: "train", runs.HOST_TAG: here, runs.PID_TAG: str(os.getpid())})
+    elsewhere = running({runs.PIPELINE_TAG: "train", runs.HOST_TAG: f"not-{here}",
+                         runs.PID_TAG: str(finished.pid)})
+    by_hand = running({runs.HOST_TAG: here, runs.PID_TAG: str(finished.pid)})
+    abandoned = running({runs.PIPELINE_TAG: "train", runs.HOST_TAG: here,
+                         runs.PID_TAG: str(finished.pid)})
 
-    assert tracking.fail_abandoned_runs(experiment_id) == [abandoned]
+    assert runs.fail_abandoned_runs(experiment_id) == [abandoned]
 
     for run_id in (alive, elsewhere, by_hand):
         run = client.get_run(run_id)
@@ -414,7 +403,7 @@ def test_stage_rerun_after_sigkill_fails_the_old_run_and_resumes_to_the_uninterr
         logged = sorted(client.get_metric_history(new.info.run_id, name), key=lambda metric: metric.step)
         assert [metric.step for metric in logged] == list(range(1, EPOCHS + 1)), name
         assert [metric.value for metric in logged] == pytest.approx([logs[name] for logs in expected], abs=1e-5)
-    saved = load_vae(killed.root / MODEL_FILE)
+    saved = load_trained_vae(killed.root / MODEL_FILE).vae
     for mine, theirs in zip(saved.weights, uninterrupted.trainer.vae.weights, strict=True):
         np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-6, atol=1e-6)
 

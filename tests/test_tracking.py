@@ -16,19 +16,12 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking, tracking_store
-from pipeline.params import Params
-from pipeline.tracking import RunRef, TrackingError
+from pipeline.core.params import Params
+from pipeline.tracking import runs, store
+from pipeline.tracking.runs import RunRef, TrackingError
 
 SERVER_START_TIMEOUT_S = 180.0
 
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite database with its schema created: migrating a new one costs seconds, a copy does not."""
-    database = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{database}").search_experiments()
-    return database
 
 
 @pytest.fixture(autouse=True)
@@ -82,18 +75,18 @@ def only_run(experiment: str) -> mlflow.entities.Run:
 
 def test_project_root_strips_dvc_temporary_experiment_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DVC_ROOT", "/x/repo/.dvc/tmp/exps/tmpabc")
-    assert tracking.project_root() == Path("/x/repo")
+    assert runs.project_root() == Path("/x/repo")
 
 
 def test_project_root_is_dvc_root_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     elsewhere = tmp_path / "checkout"
     elsewhere.mkdir()
     monkeypatch.setenv("DVC_ROOT", str(elsewhere))
-    assert tracking.project_root() == elsewhere.resolve()
+    assert runs.project_root() == elsewhere.resolve()
 
 
 def test_project_root_is_working_directory_without_dvc_root(tmp_path: Path) -> None:
-    assert tracking.project_root() == tmp_path.resolve()
+    assert runs.project_root() == tmp_path.resolve()
 
 
 def test_project_root_strips_temporary_copy_used_as_working_directory(
@@ -102,11 +95,11 @@ def test_project_root_strips_temporary_copy_used_as_working_directory(
     copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"
     copy.mkdir(parents=True)
     monkeypatch.chdir(copy)
-    assert tracking.project_root() == (tmp_path / "repo").resolve()
+    assert runs.project_root() == (tmp_path / "repo").resolve()
 
 
 def test_default_tracking_uri_is_sqlite_file_at_project_root() -> None:
-    assert tracking_store.default_tracking_uri(Path("/x/repo")) == "sqlite:////x/repo/mlflow.db"
+    assert store.default_tracking_uri(Path("/x/repo")) == "sqlite:////x/repo/mlflow.db"
 
 
 def test_configure_without_tracking_uri_uses_store_of_real_root_from_temporary_copy(
@@ -114,13 +107,13 @@ def test_configure_without_tracking_uri_uses_store_of_real_root_from_temporary_c
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"))
-    uri = tracking.configure()
+    uri = runs.configure()
     assert uri == f"sqlite:///{tmp_path.resolve()}/repo/mlflow.db"
     assert mlflow.get_tracking_uri() == uri
 
 
 def test_configure_prefers_mlflow_tracking_uri(sqlite_store: str) -> None:
-    assert tracking.configure(root=Path("/elsewhere")) == sqlite_store
+    assert runs.configure(root=Path("/elsewhere")) == sqlite_store
     assert mlflow.get_tracking_uri() == sqlite_store
 
 
@@ -129,7 +122,7 @@ def test_configure_fails_fast_with_one_line_naming_an_unreachable_server(monkeyp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     started = time.monotonic()
     with pytest.raises(TrackingError) as raised:
-        tracking.configure()
+        runs.configure()
     assert time.monotonic() - started < 4.0
     message = str(raised.value)
     assert uri in message
@@ -137,9 +130,9 @@ def test_configure_fails_fast_with_one_line_naming_an_unreachable_server(monkeyp
 
 
 def test_ensure_experiment_creates_once_and_returns_same_id(tmp_path: Path) -> None:
-    tracking.configure()
-    first = tracking.ensure_experiment("vae-test")
-    assert tracking.ensure_experiment("vae-test") == first
+    runs.configure()
+    first = runs.ensure_experiment("vae-test")
+    assert runs.ensure_experiment("vae-test") == first
     experiments = [e for e in MlflowClient().search_experiments() if e.name == "vae-test"]
     assert [e.experiment_id for e in experiments] == [first]
     assert experiments[0].artifact_location == (tmp_path.resolve() / "mlartifacts").as_uri()
@@ -149,16 +142,16 @@ def test_ensure_experiment_in_temporary_copy_keeps_artifacts_under_real_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"))
-    tracking.configure()
-    experiment_id = tracking.ensure_experiment("vae-test")
+    runs.configure()
+    experiment_id = runs.ensure_experiment("vae-test")
     location = MlflowClient().get_experiment(experiment_id).artifact_location
     assert location == (tmp_path.resolve() / "repo" / "mlartifacts").as_uri()
 
 
 def test_training_run_in_experiment_deleted_from_ui_raises_tracking_error() -> None:
-    tracking.configure()
-    MlflowClient().delete_experiment(tracking.ensure_experiment("vae-test"))
-    with pytest.raises(TrackingError, match="vae-test"), tracking.training_run("vae-test", {}, {}):
+    runs.configure()
+    MlflowClient().delete_experiment(runs.ensure_experiment("vae-test"))
+    with pytest.raises(TrackingError, match="vae-test"), runs.training_run("vae-test", {}, {}):
         pass
 
 
@@ -169,13 +162,13 @@ def test_git_tags_name_commit_and_whether_tracked_files_changed(tmp_path: Path) 
     repo = tmp_path / "repo"
     commit = git_repo(repo)
     (repo / "untracked.txt").write_text("ignored by the dirty check\n")
-    assert tracking.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "false"}
+    assert runs.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "false"}
     (repo / "params.yaml").write_text("train:\n  epochs: 2\n")
-    assert tracking.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "true"}
+    assert runs.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "true"}
 
 
 def test_git_tags_outside_a_repository_say_unknown(tmp_path: Path) -> None:
-    assert tracking.git_tags(tmp_path) == {"mlflow.source.git.commit": "unknown", "git.dirty": "false"}
+    assert runs.git_tags(tmp_path) == {"mlflow.source.git.commit": "unknown", "git.dirty": "false"}
 
 
 def test_training_run_records_all_params_and_tags_and_finishes(
@@ -187,7 +180,7 @@ def test_training_run_records_all_params_and_tags_and_finishes(
     monkeypatch.setenv("DVC_EXP_NAME", "exp-lr-up")
     flat = Params().flat()
 
-    with tracking.training_run("vae-test", flat, {"dataset": "mnist"}) as ref:
+    with runs.training_run("vae-test", flat, {"dataset": "mnist"}) as ref:
         assert mlflow.active_run().info.run_id == ref.run_id
 
     assert mlflow.active_run() is None
@@ -203,11 +196,11 @@ def test_training_run_records_all_params_and_tags_and_finishes(
     assert run.data.tags["git.dirty"] == "false"
     assert run.data.tags["dataset"] == "mnist"
     assert run.data.tags["dvc.experiment"] == "exp-lr-up"
-    assert run.data.tags[tracking.PIPELINE_TAG] == "train"
+    assert run.data.tags[runs.PIPELINE_TAG] == "train"
 
 
 def test_training_run_outside_dvc_experiment_has_no_experiment_tag() -> None:
-    with tracking.training_run("vae-test", {"train.epochs": 1}, {}) as ref:
+    with runs.training_run("vae-test", {"train.epochs": 1}, {}) as ref:
         pass
     run = MlflowClient().get_run(ref.run_id)
     assert "dvc.experiment" not in run.data.tags
@@ -216,23 +209,23 @@ def test_training_run_outside_dvc_experiment_has_no_experiment_tag() -> None:
 
 
 def test_training_run_is_failed_when_the_body_raises() -> None:
-    with pytest.raises(RuntimeError, match="diverged"), tracking.training_run("vae-test", {"train.epochs": 1}, {}):
+    with pytest.raises(RuntimeError, match="diverged"), runs.training_run("vae-test", {"train.epochs": 1}, {}):
         raise RuntimeError("diverged")
     assert mlflow.active_run() is None
     assert only_run("vae-test").info.status == "FAILED"
 
 
 def test_training_run_is_killed_on_keyboard_interrupt() -> None:
-    with pytest.raises(KeyboardInterrupt), tracking.training_run("vae-test", {"train.epochs": 1}, {}):
+    with pytest.raises(KeyboardInterrupt), runs.training_run("vae-test", {"train.epochs": 1}, {}):
         raise KeyboardInterrupt
     assert mlflow.active_run() is None
     assert only_run("vae-test").info.status == "KILLED"
 
 
 def test_log_epoch_steps_count_epochs_from_one() -> None:
-    with tracking.training_run("vae-test", {}, {}) as ref:
-        tracking.log_epoch(0, {"loss": 3.0, "val_loss": 4.0})
-        tracking.log_epoch(1, {"loss": 2.0, "val_loss": 3.5})
+    with runs.training_run("vae-test", {}, {}) as ref:
+        runs.log_epoch(0, {"loss": 3.0, "val_loss": 4.0})
+        runs.log_epoch(1, {"loss": 2.0, "val_loss": 3.5})
     history = MlflowClient().get_metric_history(ref.run_id, "loss")
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(1, 3.0), (2, 2.0)]
 
@@ -243,8 +236,8 @@ def test_log_epoch_steps_count_epochs_from_one() -> None:
 def test_run_ref_round_trips_through_its_file(tmp_path: Path) -> None:
     ref = RunRef("a" * 32, "3", "sqlite:////x/mlflow.db")
     path = tmp_path / "models" / "run.json"
-    tracking.write_run_ref(path, ref)
-    assert tracking.read_run_ref(path) == ref
+    runs.write_run_ref(path, ref)
+    assert runs.read_run_ref(path) == ref
 
 
 GARBLED_RUN_FILES = {
@@ -264,45 +257,45 @@ def test_read_run_ref_of_missing_or_garbled_file_raises_tracking_error(
     if content is not None:
         path.write_text(content)
     with pytest.raises(TrackingError, match="run.json"):
-        tracking.read_run_ref(path)
+        runs.read_run_ref(path)
 
 
 def test_open_training_run_of_run_absent_from_store_names_the_store(tmp_path: Path, sqlite_store: str) -> None:
     path = tmp_path / "run.json"
-    tracking.write_run_ref(path, RunRef("0" * 32, "1", "sqlite:////elsewhere/mlflow.db"))
+    runs.write_run_ref(path, RunRef("0" * 32, "1", "sqlite:////elsewhere/mlflow.db"))
     with pytest.raises(TrackingError) as raised:
-        tracking.open_training_run(path)
+        runs.open_training_run(path)
     assert "0" * 32 in str(raised.value)
     assert sqlite_store in str(raised.value)
 
 
 def test_open_training_run_returns_recorded_run(tmp_path: Path) -> None:
-    with tracking.training_run("vae-test", {}, {}) as ref:
+    with runs.training_run("vae-test", {}, {}) as ref:
         pass
     path = tmp_path / "run.json"
-    tracking.write_run_ref(path, ref)
-    assert tracking.open_training_run(path) == ref
+    runs.write_run_ref(path, ref)
+    assert runs.open_training_run(path) == ref
 
 
 def test_open_training_run_of_run_deleted_from_ui_raises_tracking_error(tmp_path: Path) -> None:
-    with tracking.training_run("vae-test", {}, {}) as ref:
+    with runs.training_run("vae-test", {}, {}) as ref:
         pass
     MlflowClient().delete_run(ref.run_id)
     path = tmp_path / "run.json"
-    tracking.write_run_ref(path, ref)
+    runs.write_run_ref(path, ref)
     with pytest.raises(TrackingError, match=ref.run_id):
-        tracking.log_results(tracking.open_training_run(path), {"test_neg_elbo": 1.0})
+        runs.log_results(runs.open_training_run(path), {"test_neg_elbo": 1.0})
 
 
 def test_log_results_adds_metrics_and_artifact_without_reopening_run(tmp_path: Path) -> None:
-    with tracking.training_run("vae-test", {}, {}) as ref:
+    with runs.training_run("vae-test", {}, {}) as ref:
         pass
     client = MlflowClient()
     finished = client.get_run(ref.run_id).info
     report = tmp_path / "metrics.json"
     report.write_text('{"test_neg_elbo": 101.5}\n')
 
-    tracking.log_results(ref, {"test_neg_elbo": 101.5, "test_kl_loss": 7}, [report])
+    runs.log_results(ref, {"test_neg_elbo": 101.5, "test_kl_loss": 7}, [report])
 
     run = client.get_run(ref.run_id)
     assert run.info.status == "FINISHED"
@@ -365,9 +358,9 @@ def test_training_run_lands_on_tracking_server(
     report = tmp_path / "metrics.json"
     report.write_text("{}\n")
 
-    with tracking.training_run("vae-server", {"train.epochs": 2}, {"dataset": "mnist"}) as ref:
-        tracking.log_epoch(0, {"loss": 5.0})
-    tracking.log_results(ref, {"test_neg_elbo": 99.0}, [report])
+    with runs.training_run("vae-server", {"train.epochs": 2}, {"dataset": "mnist"}) as ref:
+        runs.log_epoch(0, {"loss": 5.0})
+    runs.log_results(ref, {"test_neg_elbo": 99.0}, [report])
 
     assert ref.tracking_uri == uri
     client = MlflowClient(tracking_uri=uri)
@@ -376,7 +369,7 @@ def test_training_run_lands_on_tracking_server(
     assert run.info.status == "FINISHED"
     assert run.data.params == {"train.epochs": "2"}
     assert run.data.tags["dataset"] == "mnist"
-    assert run.data.tags[tracking.PIPELINE_TAG] == "train"
+    assert run.data.tags[runs.PIPELINE_TAG] == "train"
     assert run.data.metrics == {"loss": 5.0, "test_neg_elbo": 99.0}
     assert [a.path for a in client.list_artifacts(ref.run_id)] == ["metrics.json"]
     assert [path.name for path in artifacts.rglob("metrics.json")] == ["metrics.json"]

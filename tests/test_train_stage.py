@@ -16,14 +16,13 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
+from helpers import REPO_ROOT, synthetic_digits
 from mlflow.tracking import MlflowClient
 
-from pipeline.params import load_params
-from pipeline.prepared import save_split
-from pipeline.train import LATER_STAGE_SECTIONS, main
-from synthetic import synthetic_digits
+from pipeline.core.params import load_params
+from pipeline.data.splits import save_split
+from pipeline.train import main
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 LOSS_NAMES = ("loss", "reconstruction_loss", "kl_loss", "neg_elbo")
 LOGGED_NAMES = (*LOSS_NAMES, *(f"val_{name}" for name in LOSS_NAMES))
 SMALL_PARAMS: dict[str, Any] = {
@@ -44,13 +43,6 @@ def write_project(root: Path, **overrides: dict[str, Any]) -> None:
     params |= {section: values for section, values in overrides.items() if section not in params}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite database with its schema created: migrating a new one costs seconds, a copy does not."""
-    database = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{database}").search_experiments()
-    return database
 
 
 def run_in(root: Path, store: Path, patch: pytest.MonkeyPatch) -> tuple[int, str]:
@@ -114,9 +106,9 @@ def test_train_exits_zero_and_writes_model_run_and_history(trained: Trained) -> 
 
 @pytest.mark.slow
 def test_saved_model_loads_in_safe_mode_and_reconstructs_images(trained: Trained) -> None:
-    import pipeline.model  # noqa: F401  (registers the Sampling layer)
-
     import keras
+
+    import pipeline.model.vae  # noqa: F401  (registers the Sampling layer)
 
     vae = keras.models.load_model(trained.root / "models" / "vae.keras", safe_mode=True)
     images, _ = synthetic_digits(3, seed=3)
@@ -132,7 +124,7 @@ def test_run_json_names_finished_run_with_all_params_and_tags(trained: Trained) 
     params = load_params(trained.root / "params.yaml")
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "exp-small"
-    assert set(run.data.params) == set(params.flat(exclude=LATER_STAGE_SECTIONS))
+    assert set(run.data.params) == set(params.lineage("train"))
     assert run.data.params["train.epochs"] == "2"
     assert run.data.params["model.intermediate_dim"] == "32"
     assert run.data.params["train.experiment"] == "vae-stage-test"
@@ -178,11 +170,11 @@ def test_train_history_csv_has_one_row_per_epoch(trained: Trained) -> None:
 def test_logged_model_loads_from_run_with_signature_and_input_example(
     trained: Trained, run_store: str, tmp_path: Path
 ) -> None:
-    import pipeline.model  # noqa: F401  (registers the Sampling layer)
-
     import keras
     import mlflow.keras
     from mlflow.models import Model
+
+    import pipeline.model.vae  # noqa: F401  (registers the Sampling layer)
 
     run_id = trained.run().info.run_id
     logged = mlflow.keras.load_model(f"runs:/{run_id}/model")
@@ -273,7 +265,7 @@ def test_bad_params_fail_naming_the_key_before_tensorflow_loads(
     assert "train: error:" in messages
     assert BAD_PARAMS[case][1] in messages
     modules = imported_modules(stderr)
-    assert {"pipeline.params", "pydantic"} <= modules
+    assert {"pipeline.core.params", "pydantic"} <= modules
     assert not any(name.split(".")[0] in {"tensorflow", "keras"} for name in modules)
     assert not (root / "models").exists()
     assert not (root / "mlflow.db").exists()

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import without_timing
 
-from pipeline.errors import PipelineError
-from pipeline.model import IMAGE_PIXELS, build_vae
-from pipeline.training import LOSS_NAMES, TrainConfig, TrainingDivergedError, VaeTrainer
+from pipeline.core.errors import PipelineError
+from pipeline.model.losses import LOSS_NAMES
+from pipeline.model.trainer import TrainConfig, TrainingDivergedError, VaeTrainer
+from pipeline.model.vae import IMAGE_PIXELS, build_vae
+
+pytestmark = pytest.mark.slow  # every test compiles the XLA training loop
 
 BASE = TrainConfig(
     latent_dim=2, intermediate_dim=32, epochs=1, batch_size=100, optimizer="rmsprop",
@@ -28,9 +32,6 @@ def synthetic_images(rows: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.where(rng.random((rows, IMAGE_PIXELS)) < 0.2, rng.uniform(0.5, 1.0), 0.0).astype(np.float32)
 
-
-def without_timing(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{key: value for key, value in logs.items() if key != "seconds"} for logs in history]
 
 
 @pytest.fixture(scope="module")

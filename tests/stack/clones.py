@@ -31,7 +31,7 @@ SMALL_PARAMS = {("train", "epochs"): 1, ("evaluate", "is_samples"): 20, ("evalua
                 ("report", "grid_size"): 5}
 
 
-class CommandFailed(AssertionError):
+class CommandError(AssertionError):
     """A git or dvc command exited non-zero or ran past its time; the message holds its output."""
 
 
@@ -45,10 +45,11 @@ def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float = COM
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
-        raise CommandFailed(f"{' '.join(command)} ran past {timeout:.0f} s:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+        raise CommandError(
+            f"{' '.join(command)} ran past {timeout:.0f} s:\n{stdout[-3000:]}\n{stderr[-3000:]}") from None
     done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if check and done.returncode != 0:
-        raise CommandFailed(f"{' '.join(command)} exited {done.returncode}:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+        raise CommandError(f"{' '.join(command)} exited {done.returncode}:\n{stdout[-3000:]}\n{stderr[-3000:]}")
     return done
 
 
@@ -110,7 +111,7 @@ class Clone:
                 return shown
             if time.monotonic() > deadline:
                 self.dvc("queue", "stop", "--kill", check=False)
-                raise CommandFailed(f"queue not done after {QUEUE_DEADLINE_S:.0f} s: {states}")
+                raise CommandError(f"queue not done after {QUEUE_DEADLINE_S:.0f} s: {states}")
             time.sleep(POLL_S)
 
 

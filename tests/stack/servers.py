@@ -7,6 +7,7 @@ PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` accoun
 creates (or ``nobody``) in a temporary folder owned by that account.
 """
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -68,14 +69,10 @@ class Server:
         """Ask the group to stop (``timeout`` forwards the signal), then kill what is left; run cleanups."""
         if self.process.poll() is None:
             self.process.send_signal(self.stop_signal)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait()
         for step in self.cleanup:
             step()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import servers
 from clones import SMALL_PARAMS, Clone
+from helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DVC_BUCKET, DVC_PREFIX = "team-dvc", "vae"
 MLFLOW_BUCKET, MLFLOW_PREFIX = "team-mlflow", "mlflow"
 REMOTE = "team"

@@ -39,7 +39,7 @@ def assert_complete(stack: Stack, run: Run) -> None:
     assert not missing, f"evaluate logged no {missing}"
     client = MlflowClient(stack.tracking_uri)
     listed = {item.path for item in client.list_artifacts(run.info.run_id)}
-    assert REPORT_ARTIFACTS <= listed, f"missing artifacts {REPORT_ARTIFACTS - listed}"
+    assert listed >= REPORT_ARTIFACTS, f"missing artifacts {REPORT_ARTIFACTS - listed}"
     stored = set(run_objects(stack, run))
     assert {*FIGURES, "index.html", "model/MLmodel"} <= stored, f"bucket holds {sorted(stored)}"
 

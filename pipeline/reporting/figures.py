@@ -17,7 +17,7 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from pipeline.atomic import atomic_path
+from pipeline.core.atomic_files import atomic_path
 
 DPI = 100
 MANIFOLD_SIZE = (9.5, 9.5)

@@ -1,4 +1,4 @@
-"""Where the MLflow store is, and how calls to it fail: the plumbing under ``pipeline.tracking``.
+"""Where the MLflow store is, and how calls to it fail: the plumbing under ``pipeline.tracking.runs``.
 
 The default store is a SQLite file at the project root with artifacts beside it, so ``mlflow ui``
 run there shows every run. ``MLFLOW_TRACKING_URI`` points the pipeline at a server instead.
@@ -18,9 +18,9 @@ from typing import ParamSpec, TypeVar
 import mlflow
 from filelock import FileLock
 
-from pipeline import interrupts
-from pipeline.errors import PipelineError
-from pipeline.paths import MLFLOW_DB_FILE
+from pipeline.core import interrupts
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import MLFLOW_DB_FILE
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -1,18 +1,12 @@
-"""The notebook's VAE in Keras 3: encoder, sampling layer, decoder and the per-image losses.
+"""The notebook's VAE in Keras 3: encoder, sampling layer and decoder.
 
-Only backend-neutral ``keras.ops`` are used here; the compiled training loop lives in
-``pipeline.training``. Importing this module imports Keras (and so TensorFlow).
+Only backend-neutral ``keras.ops`` are used here; the losses live in ``pipeline.model.losses``
+and the compiled training loop in ``pipeline.model.trainer``. Importing this module imports
+Keras (and so TensorFlow).
 """
 
-from pathlib import Path
-
-from pipeline.errors import PipelineError
-from pipeline.tf_env import quiet_tensorflow
-
-quiet_tensorflow()
-
-import keras  # noqa: E402  (must follow the environment set-up above)
-from keras import layers, ops  # noqa: E402
+import keras
+from keras import layers, ops
 
 IMAGE_PIXELS = 784
 
@@ -79,28 +73,3 @@ def decoder_logits(decoder: keras.Model) -> keras.Model:
     """A view of ``decoder`` that stops before the sigmoid, sharing its weights, for a stable BCE."""
     logits = decoder.get_layer("decoder_logits").output
     return keras.Model(decoder.input, logits, name="decoder_logits")
-
-
-def reconstruction_loss(images: object, logits: object) -> object:
-    """Binary cross-entropy summed over pixels, per image (the notebook's 784 · mean BCE).
-
-    Computed from logits, so saturated pixels give finite values and gradients.
-    """
-    return ops.sum(ops.binary_crossentropy(images, logits, from_logits=True), axis=-1)
-
-
-def kl_loss(z_mean: object, z_log_var: object) -> object:
-    """KL(q(z|x) || N(0, I)) per image: 0.5 · Σ(exp(log σ²) + μ² − 1 − log σ²)."""
-    return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
-
-
-class ModelLoadError(PipelineError):
-    """The model file is missing, corrupt, or holds code that safe loading refuses."""
-
-
-def load_vae(path: str | Path) -> keras.Model:
-    """Load a saved VAE with Keras' safe mode on: files holding lambdas or unknown code are refused."""
-    try:
-        return keras.models.load_model(path, safe_mode=True)
-    except (ValueError, OSError, TypeError) as error:
-        raise ModelLoadError(f"cannot load the model {path}: {error}") from None

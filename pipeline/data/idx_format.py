@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),

@@ -11,9 +11,21 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.datasets import DatasetName
-from pipeline.errors import PipelineError
-from pipeline.paths import PARAMS_FILE
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import PARAMS_FILE
+
+DatasetName = Literal["mnist", "fashion_mnist"]
+"""The datasets ``pipeline.data.datasets`` describes (a test keeps the two in step)."""
+
+STAGE_PARAMS: dict[str, tuple[str, ...]] = {
+    "download": ("data.dataset", "data.mirrors"),
+    "prepare": ("data.dataset", "data.val_fraction", "data.seed"),
+    "train": ("data.dataset", "model", "train"),
+    "evaluate": ("data.dataset", "train.beta", "evaluate"),
+    "report": ("data", "model", "train", "evaluate", "report"),
+}
+"""The params each DVC stage reads, in pipeline order: dvc.yaml lists the same (a test checks), so a change
+reruns exactly the stages it affects. A key is ``section`` (all of it) or ``section.key``."""
 
 
 class ParamsError(PipelineError):
@@ -106,9 +118,20 @@ class Params(_Section):
             )
         return self
 
-    def flat(self, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
-        """Every param as ``{"section.key": value}``, the form MLflow and DVC show, less ``exclude`` sections."""
-        return dict(flatten(self.model_dump(mode="json", exclude=set(exclude))))
+    def flat(self) -> dict[str, Any]:
+        """Every param as ``{"section.key": value}``, the form MLflow and DVC show."""
+        return dict(flatten(self.model_dump(mode="json")))
+
+    def read_by(self, *stages: str) -> dict[str, Any]:
+        """The params ``stages`` read (``STAGE_PARAMS``), flat, in schema order."""
+        selected = [key for stage in stages for key in STAGE_PARAMS[stage]]
+        return {key: value for key, value in self.flat().items()
+                if any(key == chosen or key.startswith(f"{chosen}.") for chosen in selected)}
+
+    def lineage(self, stage: str) -> dict[str, Any]:
+        """The params of ``stage`` and of every stage before it: all that shaped its output."""
+        order = list(STAGE_PARAMS)
+        return self.read_by(*order[: order.index(stage) + 1])
 
     def section(self, name: str) -> dict[str, Any]:
         """One section's params as ``{"section.key": value}``."""
@@ -189,7 +212,7 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml; raise ``ParamsError`` naming the file and each bad key."""
     try:
         with open(path, encoding="utf-8") as stream:
-            raw = yaml.load(stream, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+            raw = yaml.load(stream, Loader=_UniqueKeyLoader)
     except OSError as error:
         raise ParamsError(f"cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:

@@ -6,9 +6,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from pipeline import interrupts
-from pipeline.errors import PipelineError
-from pipeline.paths import MODEL_FILE, PARAMS_FILE, PREPARED_DIR, RUN_FILE
+from pipeline.core import interrupts
+from pipeline.core.errors import PipelineError
+from pipeline.core.paths import MODEL_FILE, PARAMS_FILE, PREPARED_DIR, RUN_FILE
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
@@ -16,7 +16,7 @@ EXIT_INTERRUPTED = 130
 
 def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
     """An argument parser for ``python -m pipeline.<stage>`` that already takes ``--params``."""
-    parser = argparse.ArgumentParser(prog=f"python -m pipeline.{stage}", description=description)
+    parser = argparse.ArgumentParser(prog=f"python -m pipeline {stage}", description=description)
     parser.add_argument(
         "--params", type=Path, default=PARAMS_FILE, help=f"params file (default: {PARAMS_FILE})"
     )

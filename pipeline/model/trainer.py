@@ -10,17 +10,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from pipeline.checkpoint import EpochCheckpoint, EpochLogs
-from pipeline.errors import PipelineError
-from pipeline.params import Params
-from pipeline.model import build_vae, decoder_logits, kl_loss, reconstruction_loss
+from pipeline.core.errors import PipelineError
+from pipeline.core.params import Params
+from pipeline.model.checkpoints import EpochCheckpoint
+from pipeline.model.loading import TrainedVae
+from pipeline.model.losses import LOSS_NAMES, EpochLogs, kl_loss, reconstruction_loss
+from pipeline.model.vae import build_vae
 
-import keras  # noqa: E402  (pipeline.model has set the backend)
-import tensorflow as tf  # noqa: E402
-
-LOSS_NAMES = ("loss", "reconstruction_loss", "kl_loss", "neg_elbo")
 EVAL_BATCH_SIZE = 1000
 
 
@@ -64,8 +64,8 @@ class VaeTrainer:
         keras.utils.set_random_seed(config.seed)
         self.config = config
         self.vae = vae or build_vae(config.latent_dim, config.intermediate_dim, seed=config.seed)
-        self.encoder = self.vae.get_layer("encoder")
-        self.logits = decoder_logits(self.vae.get_layer("decoder"))
+        parts = TrainedVae(self.vae)
+        self.encoder, self.logits = parts.encoder, parts.decoder_logits
         self.optimizer = make_optimizer(config.optimizer, config.learning_rate)
         self.optimizer.build(self.vae.trainable_variables)
         self._train_steps = tf.function(self._train_steps_eager, jit_compile=True)

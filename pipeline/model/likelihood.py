@@ -9,12 +9,12 @@ batch size. Importing this module imports Keras (and so TensorFlow).
 import math
 from dataclasses import dataclass
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from pipeline.model import decoder_logits, kl_loss, reconstruction_loss
-
-import keras  # noqa: E402  (pipeline.model has set the backend)
-import tensorflow as tf  # noqa: E402
+from pipeline.model.loading import TrainedVae
+from pipeline.model.losses import kl_loss, reconstruction_loss
 
 ELBO_STREAM, IS_STREAM = 0, 1
 MAX_ROWS = 25_000
@@ -63,9 +63,10 @@ def active_units(z_mean: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -
 class LikelihoodEstimator:
     """Compiled per-image ELBO and importance-sampling estimates for one encoder/decoder pair."""
 
-    def __init__(self, encoder: keras.Model, decoder: keras.Model, max_rows: int = MAX_ROWS) -> None:
+    def __init__(self, trained: TrainedVae, max_rows: int = MAX_ROWS) -> None:
+        encoder = trained.encoder
         self.moments = keras.Model(encoder.inputs, encoder.outputs[:2], name="posterior_moments")
-        self.logits = decoder_logits(decoder)
+        self.logits = trained.decoder_logits
         self.latent_dim = int(self.moments.outputs[0].shape[-1])
         self.max_rows = max_rows
         self._encode = tf.function(self._encode_eager, jit_compile=True)

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
-from pipeline.errors import PipelineError
-
+from pipeline.core.atomic_files import atomic_path
+from pipeline.core.errors import PipelineError
 
 
 class PreparedDataError(PipelineError):

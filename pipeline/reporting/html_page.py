@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import atomic
-from pipeline.params import flatten
+from pipeline.core import atomic_files
+from pipeline.core.params import flatten
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -71,9 +71,15 @@ def _figure(image: ReportImage) -> str:
             f"<figcaption>{html.escape(image.caption)} (<code>{name}</code>)</figcaption></figure>")
 
 
+def _explorer_link(href: str) -> str:
+    return (f'<p><a id="explorer-link" href="{html.escape(href)}">Latent space explorer</a>: the decoder runs '
+            "in that page, so moving the pointer over the test set's z_mean shows the image at any latent point, "
+            "and two clicks show the interpolation between them (needs JavaScript; loads nothing).</p>")
+
+
 def render_html(dataset: str, run_id: str, metrics: Mapping[str, object], params: Mapping[str, object],
-                images: Sequence[ReportImage]) -> str:
-    """The whole page as a string."""
+                images: Sequence[ReportImage], explorer: str | None = None) -> str:
+    """The whole page as a string; ``explorer``: the explorer page's path relative to this one, linked."""
     title = f"VAE report: {dataset}"
     parts = [
         "<!DOCTYPE html>",
@@ -85,6 +91,7 @@ def render_html(dataset: str, run_id: str, metrics: Mapping[str, object], params
         "<h2>Test metrics</h2>",
         _table(metrics, ("metric", "value")) if metrics else "<p>No metrics recorded.</p>",
         "<h2>Figures</h2>",
+        *([_explorer_link(explorer)] if explorer else []),
         *(_figure(image) for image in images),
         "<h2>Params</h2>",
         _table(params, ("param", "value")),
@@ -94,7 +101,7 @@ def render_html(dataset: str, run_id: str, metrics: Mapping[str, object], params
 
 
 def write_html(target: Path, dataset: str, run_id: str, metrics: Mapping[str, object],
-               params: Mapping[str, object], images: Sequence[ReportImage]) -> Path:
+               params: Mapping[str, object], images: Sequence[ReportImage], explorer: str | None = None) -> Path:
     """Render the page and write it atomically."""
-    atomic.write_text(target, render_html(dataset, run_id, metrics, params, images))
+    atomic_files.write_text(target, render_html(dataset, run_id, metrics, params, images, explorer))
     return target

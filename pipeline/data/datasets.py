@@ -3,7 +3,8 @@
 from dataclasses import dataclass
 from typing import Literal
 
-DatasetName = Literal["mnist", "fashion_mnist"]
+from pipeline.core.params import DatasetName
+
 Role = Literal["train_images", "train_labels", "test_images", "test_labels"]
 
 

@@ -1,6 +1,6 @@
 """What the pipeline records in MLflow: the training run, its epochs, model and results.
 
-Where the store is and how its failures surface live in ``pipeline.tracking_store``; together
+Where the store is and how its failures surface live in ``pipeline.tracking.store``; together
 they hold every MLflow call of the pipeline.
 """
 
@@ -10,7 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,9 +19,9 @@ import mlflow
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
-from pipeline import atomic
-from pipeline.paths import MLFLOW_ARTIFACTS_DIR
-from pipeline.tracking_store import (
+from pipeline.core import atomic_files
+from pipeline.core.paths import MLFLOW_ARTIFACTS_DIR
+from pipeline.tracking.store import (
     TrackingError,
     configure,
     first_use_lock,
@@ -131,11 +131,9 @@ def _close_interrupted_run(run_id: str, status: str) -> None:
     """
     try:
         mlflow.end_run(status)  # leaves the active run whether or not the store call succeeds
-    except Exception:  # noqa: BLE001  (any store failure: the error being raised matters more)
-        try:
+    except Exception:
+        with suppress(Exception):
             MlflowClient().set_terminated(run_id, status)
-        except Exception:  # noqa: BLE001
-            pass
 
 
 @store_errors
@@ -198,7 +196,7 @@ def search_runs(experiment: str) -> "pd.DataFrame":
 
 def write_run_ref(path: Path, ref: RunRef) -> None:
     """Record the run so evaluate and report add to it."""
-    atomic.write_json(path, asdict(ref))
+    atomic_files.write_json(path, asdict(ref))
 
 
 def read_run_ref(path: Path) -> RunRef:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from io import BufferedIOBase
 from pathlib import Path
 
-from pipeline.datasets import IdxFile
+from pipeline.data.datasets import IdxFile
 
 READ_CHUNK = 1 << 18
 INFLATE_CHUNK = 1 << 20
@@ -100,7 +100,7 @@ def _open(source: str, idx: IdxFile, timeout: float) -> Iterator[tuple[BufferedI
     """Yield the compressed stream for ``idx`` and its announced length, if any."""
     if _scheme(source) not in {"http", "https"}:
         try:
-            stream = open(_local_path(source) / idx.gz_name, "rb")
+            stream = open(_local_path(source) / idx.gz_name, "rb")  # noqa: SIM115 (closed by the with below)
         except OSError as error:
             raise SourceError(f"cannot open: {error.strerror}") from None
         with stream:

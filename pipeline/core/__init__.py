@@ -1,0 +1,1 @@
+"""What every command shares: params, paths, errors, the command line, atomic writes, interrupts."""

@@ -1,0 +1,46 @@
+"""Quiet by default: third-party start-up chatter is held back unless ``PIPELINE_VERBOSE`` is set.
+
+TensorFlow's native libraries print lines while they load (oneDNN, the CUDA stub, ``cuInit`` on a
+machine without a GPU), before any log level applies: no environment variable stops them
+(TensorFlow 2.21). So what native code writes to file descriptor 2 during that import is kept in
+a temporary file and shown only when the import fails or the user asked for it.
+"""
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+VERBOSE_ENV = "PIPELINE_VERBOSE"
+
+
+def verbose(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the user asked for third-party output (``PIPELINE_VERBOSE=1`` or a stage's ``-v``)."""
+    return environ.get(VERBOSE_ENV, "").strip().lower() not in {"", "0", "false", "no"}
+
+
+@contextmanager
+def native_stderr_held() -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file inside the block; replay it if the block raises.
+
+    Under ``PIPELINE_VERBOSE`` the block runs untouched.
+    """
+    if verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.buffer.write(held.read())
+            sys.stderr.flush()
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -1,0 +1,1 @@
+"""The datasets: pinned IDX files, the sources they come from, their format, and the prepared splits."""

@@ -1,0 +1,1 @@
+"""The regression gate: metrics compared with a baseline under tolerances."""

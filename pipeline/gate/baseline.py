@@ -1,0 +1,75 @@
+"""The gate's inputs: metrics files, and the baseline as a file or as committed at a git revision."""
+
+import json
+import math
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.core.errors import PipelineError
+
+
+class CannotCompareError(PipelineError):
+    """The new metrics or the baseline cannot be read, so there is no verdict at all."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot compare: {reason}")
+
+
+def parse_metrics(text: str, source: str) -> dict[str, float]:
+    """A flat JSON object of numbers; ``NaN``/``Infinity`` are kept, ``null`` reads as NaN."""
+    try:
+        raw = json.loads(text)
+    except ValueError as error:
+        raise CannotCompareError(f"{source} is not valid JSON ({error})") from None
+    if not isinstance(raw, dict):
+        raise CannotCompareError(f"{source} must hold a JSON object of metrics, not {type(raw).__name__}")
+    metrics: dict[str, float] = {}
+    for name, value in raw.items():
+        if value is None:
+            value = math.nan
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CannotCompareError(f"{source}: metric {name!r} is {value!r}, not a number")
+        metrics[name] = value
+    return metrics
+
+
+def read_metrics_file(path: Path) -> dict[str, float]:
+    """The metrics in ``path``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise CannotCompareError(f"cannot read {path}: {error.strerror or error}") from None
+    return parse_metrics(text, str(path))
+
+
+def read_baseline(baseline: str, metrics: Path) -> tuple[str, dict[str, float]]:
+    """``(label, metrics)`` of the baseline: the file ``baseline``, else ``metrics`` at revision ``baseline``."""
+    if Path(baseline).is_file():
+        return baseline, read_metrics_file(Path(baseline))
+    label, text = committed_file(baseline, metrics)
+    return label, parse_metrics(text, label)
+
+
+def committed_file(revision: str, path: Path) -> tuple[str, str]:
+    """``(label, text)`` of ``path`` as committed at ``revision`` in the git repository holding it."""
+    folder = Path(path).resolve().parent
+    top = Path(_git(["rev-parse", "--show-toplevel"], folder,
+                    f"{path} is not inside a git repository; pass --baseline FILE").strip()).resolve()
+    relative = Path(path).resolve().relative_to(top).as_posix()
+    _git(["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], top,
+         f"--baseline {revision!r} is neither a metrics file nor a git revision of {top}")
+    label = f"{revision}:{relative}"
+    text = _git(["show", label], top, f"no baseline: {relative} is not committed at {revision} "
+                                      "(commit one, or pass --baseline FILE)")
+    return label, text
+
+
+def _git(args: Sequence[str], cwd: Path, failure: str) -> str:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    except OSError as error:
+        raise CannotCompareError(f"cannot run git ({error.strerror or error}); pass --baseline FILE") from None
+    if done.returncode != 0:
+        raise CannotCompareError(failure)
+    return done.stdout

@@ -1,0 +1,13 @@
+"""The VAE in Keras: layers and losses, the compiled trainer, checkpoints, likelihood, loading.
+
+Importing this package imports TensorFlow, once, with the lines its native libraries print while
+loading held back (``pipeline.core.quiet``); finding the devices here makes the ``cuInit`` line of
+a machine without a GPU come inside that hold too. ``PIPELINE_VERBOSE=1`` shows them.
+"""
+
+from pipeline.core.quiet import native_stderr_held
+
+with native_stderr_held():
+    import tensorflow
+
+    tensorflow.config.list_physical_devices()

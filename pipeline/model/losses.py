@@ -1,0 +1,26 @@
+"""The per-image loss terms and the names every log, metric and table uses for them.
+
+Losses are summed over pixels per image and averaged over a batch by the caller (as keras-io's
+VAE example and the notebook: 784 · mean BCE is the pixel sum).
+"""
+
+from keras import ops
+
+LOSS_NAMES = ("loss", "reconstruction_loss", "kl_loss", "neg_elbo")
+"""``loss`` is the training objective reconstruction + β · KL; ``neg_elbo`` is the true −ELBO (β = 1)."""
+
+EpochLogs = dict[str, float]
+"""One epoch's values keyed by ``LOSS_NAMES``, their ``val_`` twins, and ``seconds``."""
+
+
+def reconstruction_loss(images: object, logits: object) -> object:
+    """Binary cross-entropy summed over pixels, per image (the notebook's 784 · mean BCE).
+
+    Computed from logits, so saturated pixels give finite values and gradients.
+    """
+    return ops.sum(ops.binary_crossentropy(images, logits, from_logits=True), axis=-1)
+
+
+def kl_loss(z_mean: object, z_log_var: object) -> object:
+    """KL(q(z|x) || N(0, I)) per image: 0.5 · Σ(exp(log σ²) + μ² − 1 − log σ²)."""
+    return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)

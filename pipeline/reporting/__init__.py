@@ -1,0 +1,1 @@
+"""The report's figures and its self-contained HTML page."""

@@ -1,0 +1,1 @@
+"""MLflow: what a run records, and where the store is and how its failures surface."""
