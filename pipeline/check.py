@@ -5,18 +5,26 @@ tree's metrics with a baseline (by default the copy committed at git ``HEAD``) u
 ``check.tolerances``, prints a Markdown table, and exits 1 when a gated metric moved in its bad
 direction by more than its tolerance, is missing from either side, or is not finite in the new
 file. Metrics without a tolerance are shown as information only.
+
+With ``--promote``, a passing gate also registers the training run's encoder and decoder (from
+``models/run.json``) in the MLflow Model Registry under params ``check.registered_models`` and moves
+their alias ``champion``; a failing gate registers and moves nothing.
 """
 
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import load_params
-from pipeline.core.paths import METRICS_FILE
-from pipeline.gate.baseline import read_baseline, read_metrics_file
-from pipeline.gate.comparison import compare_metrics, failure_summary, format_report
+from pipeline.core.params import RegisteredModels, load_params
+from pipeline.core.paths import METRICS_FILE, RUN_FILE
+from pipeline.gate.baseline import commit_of, read_baseline, read_metrics_file
+from pipeline.gate.comparison import Row, compare_metrics, failure_summary, format_report
+
+if TYPE_CHECKING:
+    from pipeline.tracking.runs import RunRef
 
 DEFAULT_BASELINE = "HEAD"
 
@@ -35,7 +43,9 @@ def append_summary(path: Path, report: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    tolerances = load_params(args.params).check.tolerances
+    check = load_params(args.params).check
+    run = _training_run(args.run, check.registered_models) if args.promote else None  # fail before any verdict
+    tolerances = check.tolerances
     new = read_metrics_file(args.metrics)
     baseline_label, baseline = read_baseline(args.baseline, args.metrics)
     rows = compare_metrics(baseline, new, tolerances)
@@ -45,6 +55,30 @@ def _run(args: argparse.Namespace) -> None:
         append_summary(args.summary, report)
     if any(row.failed for row in rows):
         raise RegressionError(f"gate failed against {baseline_label}: {failure_summary(rows)}")
+    if run is not None:
+        commit = None if Path(args.baseline).is_file() else commit_of(args.baseline, args.metrics)
+        _promote(run, rows, baseline_label, commit, report, check.registered_models)
+
+
+def _training_run(run_file: Path, names: RegisteredModels) -> "RunRef":
+    """The run to promote, checked to exist and to hold a logged model for each registered name."""
+    from pipeline.tracking import registry, runs  # MLflow loads only when promoting
+
+    run = runs.open_training_run(run_file)
+    registry.require_parts(run.models, names.model_dump(), run.run_id)
+    return run
+
+
+def _promote(run: "RunRef", rows: Sequence[Row], baseline: str, commit: str | None, report: str,
+             names: RegisteredModels) -> None:
+    """Register the run's encoder and decoder and move ``champion``, tagged with the gate's baseline and deltas."""
+    from pipeline.tracking import registry
+
+    deltas = {row.metric: row.delta for row in rows if row.tolerance is not None}
+    tags = registry.promotion_tags(baseline, deltas, run.run_id, commit)
+    for promotion in registry.promote(run.models, names.model_dump(), run.run_id, tags, report):
+        again = " (already registered)" if promotion.reused else ""
+        print(f"promoted: {promotion.uri} -> version {promotion.version}{again}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a metrics file, or a git revision whose committed --metrics file is the "
                              f"baseline (default: {DEFAULT_BASELINE})")
     parser.add_argument("--summary", type=Path, help="also append the table here, e.g. $GITHUB_STEP_SUMMARY")
+    parser.add_argument("--promote", action="store_true",
+                        help="when the gate passes, register the run's encoder and decoder in the MLflow Model "
+                             "Registry (params check.registered_models) and move their alias champion")
+    parser.add_argument("--run", type=Path, default=RUN_FILE,
+                        help=f"with --promote: the JSON naming the training run (default: {RUN_FILE})")
     return run_stage("check", _run, parser, argv)
 
 

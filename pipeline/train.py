@@ -8,7 +8,7 @@ import csv
 import io
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from pipeline.core import atomic_files
@@ -16,7 +16,7 @@ from pipeline.core.cli import add_model_paths, run_stage, show_progress, stage_p
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.splits import load_split
-from pipeline.tracking import runs
+from pipeline.tracking import logged_models, runs
 
 INPUT_EXAMPLE_ROWS = 5
 
@@ -55,6 +55,7 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
 
     # TensorFlow loads here (pipeline.model), after params and data are checked.
     from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
+    from pipeline.model.loading import TrainedVae
     from pipeline.model.trainer import TrainConfig, VaeTrainer
 
     config = TrainConfig.from_params(params)
@@ -77,11 +78,13 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
             runs.log_epoch(epoch, history[epoch])
         if resumed:
             runs.set_tag("resumed_after_epoch", str(len(resumed)))
-        runs.log_keras_model(trainer.vae, x_train[:INPUT_EXAMPLE_ROWS])
+        trained = TrainedVae(trainer.vae)
+        model_ids = logged_models.log_vae_models(trained.encoder, trained.decoder,
+                                                 {"images": x_train[:INPUT_EXAMPLE_ROWS]}, step=len(history))
         with atomic_files.atomic_path(model_file) as temporary:
             trainer.vae.save(temporary)
         atomic_files.write_text(history_file, history_csv(history))
-        runs.write_run_ref(run_file, run)
+        runs.write_run_ref(run_file, replace(run, models=model_ids))
     checkpoint.remove()
 
 

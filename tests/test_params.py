@@ -41,6 +41,17 @@ BAD_PARAMS = {
         "check:\n  tolerances:\n    x:\n      tolerance: -1\n", "check.tolerances.x.tolerance",
         "greater than or equal to 0",
     ),
+    "registered-name-with-alias-sign": (
+        "check:\n  registered_models:\n    decoder: vae@mnist\n", "check.registered_models.decoder",
+        re.escape("^[A-Za-z0-9]"),
+    ),
+    "registered-name-empty": (
+        "check:\n  registered_models:\n    encoder: ''\n", "check.registered_models.encoder", "should match",
+    ),
+    "registered-names-equal": (
+        "check:\n  registered_models: {encoder: vae, decoder: vae}\n", "check.registered_models",
+        "two different names",
+    ),
     "empty-section": ("train:\n", "train", "valid dictionary"),
     "unknown-section": ("trainer:\n  epochs: 5\n", "trainer", "unknown key"),
     "typo-key": ("train:\n  epoch: 5\n", "train.epoch", "unknown key"),

@@ -148,6 +148,19 @@ def test_ensure_experiment_in_temporary_copy_keeps_artifacts_under_real_root(
     assert location == (tmp_path.resolve() / "repo" / "mlartifacts").as_uri()
 
 
+def test_experiment_opens_in_the_model_training_view_unless_someone_chose_another() -> None:
+    runs.configure()
+    client = MlflowClient()
+    experiment_id = runs.ensure_experiment("vae-test")
+    assert client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "genai_development")
+    runs.ensure_experiment("vae-test")
+    assert client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "genai_development"
+    older = client.create_experiment("made-before-kinds")
+    runs.ensure_experiment("made-before-kinds")
+    assert client.get_experiment(older).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_training_run_in_experiment_deleted_from_ui_raises_tracking_error() -> None:
     runs.configure()
     MlflowClient().delete_experiment(runs.ensure_experiment("vae-test"))
@@ -233,11 +246,18 @@ def test_log_epoch_steps_count_epochs_from_one() -> None:
 # --- the run reference and what later stages add -------------------------------------------------------
 
 
-def test_run_ref_round_trips_through_its_file(tmp_path: Path) -> None:
-    ref = RunRef("a" * 32, "3", "sqlite:////x/mlflow.db")
+@pytest.mark.parametrize("models", [{}, {"encoder": "m-1", "decoder": "m-2"}])
+def test_run_ref_round_trips_through_its_file(tmp_path: Path, models: dict[str, str]) -> None:
+    ref = RunRef("a" * 32, "3", "sqlite:////x/mlflow.db", models)
     path = tmp_path / "models" / "run.json"
     runs.write_run_ref(path, ref)
     assert runs.read_run_ref(path) == ref
+
+
+def test_run_json_of_a_training_before_logged_models_reads_with_none(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    path.write_text('{"run_id": "a", "experiment_id": "1", "tracking_uri": "sqlite:///x"}')
+    assert runs.read_run_ref(path).models == {}
 
 
 GARBLED_RUN_FILES = {
@@ -304,6 +324,21 @@ def test_log_results_adds_metrics_and_artifact_without_reopening_run(tmp_path: P
     assert [a.path for a in client.list_artifacts(ref.run_id)] == ["metrics.json"]
     copy = client.download_artifacts(ref.run_id, "metrics.json", str(tmp_path / "download"))
     assert Path(copy).read_text() == report.read_text()
+
+
+def test_log_results_links_the_metrics_to_each_logged_model_of_the_run() -> None:
+    with runs.training_run("vae-test", {}, {}) as ref:
+        pass
+    client = MlflowClient()
+    models = {name: client.create_logged_model(ref.experiment_id, name=name, source_run_id=ref.run_id).model_id
+              for name in ("encoder", "decoder")}
+    runs.log_results(RunRef(ref.run_id, ref.experiment_id, ref.tracking_uri, models), {"test_neg_elbo": 101.5})
+    for model_id in models.values():
+        linked = client.get_logged_model(model_id).metrics
+        assert [(metric.key, metric.value, metric.run_id) for metric in linked] == [
+            ("test_neg_elbo", 101.5, ref.run_id)]
+    assert client.get_run(ref.run_id).data.metrics == {"test_neg_elbo": 101.5}
+    assert len(client.get_metric_history(ref.run_id, "test_neg_elbo")) == 1
 
 
 # --- a real tracking server --------------------------------------------------------------------------

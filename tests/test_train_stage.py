@@ -167,30 +167,35 @@ def test_train_history_csv_has_one_row_per_epoch(trained: Trained) -> None:
 
 
 @pytest.mark.slow
-def test_logged_model_loads_from_run_with_signature_and_input_example(
-    trained: Trained, run_store: str, tmp_path: Path
-) -> None:
+def test_run_logs_encoder_decoder_and_vae_as_logged_models_named_in_run_json(trained: Trained, run_store: str) -> None:
     import keras
     import mlflow.keras
     from mlflow.models import Model
 
-    import pipeline.model.vae  # noqa: F401  (registers the Sampling layer)
+    import pipeline.model.vae  # noqa: F401  (registers the Sampling layer for the saved file)
 
-    run_id = trained.run().info.run_id
-    logged = mlflow.keras.load_model(f"runs:/{run_id}/model")
+    run = trained.run()
+    model_ids = yaml.safe_load((trained.root / "models" / "run.json").read_text())["models"]
+    assert set(model_ids) == {"encoder", "decoder", "vae"}
+    assert {output.model_id for output in run.outputs.model_outputs} == set(model_ids.values())
+    for name, model_id in model_ids.items():
+        logged = mlflow.get_logged_model(model_id)
+        assert (logged.name, logged.source_run_id, logged.params["train.epochs"]) == (name, run.info.run_id, "2")
+        final_epoch = {metric.key: metric.value for metric in logged.metrics if metric.step == 2}
+        assert final_epoch["val_neg_elbo"] == run.data.metrics["val_neg_elbo"]
+
     saved = keras.models.load_model(trained.root / "models" / "vae.keras", safe_mode=True)
-    assert len(logged.weights) == len(saved.weights)
-    for ours, theirs in zip(logged.weights, saved.weights, strict=True):
-        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    logged_vae = mlflow.keras.load_model(f"models:/{model_ids['vae']}")
+    for part, layers in {"encoder": ("encoder_hidden", "z_mean", "z_log_var"),
+                         "decoder": ("decoder_hidden", "decoder_logits")}.items():
+        for layer in layers:
+            ours = logged_vae.get_layer(part).get_layer(layer).get_weights()
+            for mine, theirs in zip(ours, saved.get_layer(part).get_layer(layer).get_weights(), strict=True):
+                np.testing.assert_array_equal(mine, theirs)
 
-    folder = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(tmp_path))
-    model = Model.load(folder)
-    assert model.signature is not None
-    assert [spec.shape for spec in model.signature.inputs.inputs] == [(-1, 784)]
-    assert [spec.shape for spec in model.signature.outputs.inputs] == [(-1, 784)]
-    assert model.saved_input_example_info is not None
-    example = np.asarray(model.load_input_example(folder))
-    np.testing.assert_array_equal(example, synthetic_digits(600, seed=1)[0][:5])
+    folder = mlflow.artifacts.download_artifacts(f"models:/{model_ids['encoder']}")
+    example = Model.load(folder).load_input_example(folder)  # named by the signature's input
+    np.testing.assert_array_equal(example["images"], synthetic_digits(600, seed=1)[0][:5])
 
 
 @pytest.mark.slow

@@ -97,8 +97,26 @@ class Tolerance(_Section):
     tolerance: float = Field(default=0.0, ge=0.0)
 
 
+REGISTERED_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+"""Letters, digits, ``.``, ``_`` and ``-``: a name that fits unquoted in ``models:/<name>@champion``."""
+
+
+class RegisteredModels(_Section):
+    """The MLflow registered model that ``check --promote`` adds each part of the VAE to."""
+
+    encoder: str = Field(default="vae-mnist-encoder", pattern=REGISTERED_MODEL_NAME)
+    decoder: str = Field(default="vae-mnist-decoder", pattern=REGISTERED_MODEL_NAME)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "RegisteredModels":
+        if self.encoder == self.decoder:
+            raise ValueError("encoder and decoder need two different names")
+        return self
+
+
 class CheckParams(_Section):
     tolerances: dict[str, Tolerance] = Field(default_factory=dict)
+    registered_models: RegisteredModels = RegisteredModels()
 
 
 class Params(_Section):

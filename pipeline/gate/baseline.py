@@ -65,6 +65,12 @@ def committed_file(revision: str, path: Path) -> tuple[str, str]:
     return label, text
 
 
+def commit_of(revision: str, path: Path) -> str:
+    """The full commit id that ``revision`` names now, in the git repository holding ``path``."""
+    return _git(["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], Path(path).resolve().parent,
+                f"{revision!r} is not a git revision").strip()
+
+
 def _git(args: Sequence[str], cwd: Path, failure: str) -> str:
     try:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)

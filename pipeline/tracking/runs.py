@@ -11,7 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,6 @@ from pipeline.tracking.store import (
 )
 
 if TYPE_CHECKING:
-    import keras
     import numpy as np
     import pandas as pd
 
@@ -39,6 +38,10 @@ if TYPE_CHECKING:
 PIPELINE_TAG = "pipeline.stage"
 HOST_TAG = "pipeline.host"
 PID_TAG = "pipeline.pid"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+"""The experiment's kind as the MLflow UI sets it; 3.17's UI lets its GenAI/Model training switch win."""
+EXPERIMENT_KIND = "custom_model_development"
+"""Shown as "Machine learning": runs, their logged models and charts, not the GenAI traces view."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,22 @@ class RunRef:
     run_id: str
     experiment_id: str
     tracking_uri: str
+    models: dict[str, str] = field(default_factory=dict)
+    """The run's logged models, ``{"encoder": model_id, ...}``; ``models:/<model_id>`` loads one."""
 
 
 @store_errors
 def ensure_experiment(name: str, root: Path | None = None) -> str:
-    """The id of experiment ``name``, created on first use with artifacts under the project root."""
+    """The id of experiment ``name``, created on first use with artifacts under the project root.
+
+    The experiment is marked as model training for the MLflow UI unless someone chose another kind.
+    """
     with first_use_lock(mlflow.get_tracking_uri()):
-        return _get_or_create_experiment(name, root)
+        experiment_id = _get_or_create_experiment(name, root)
+    client = MlflowClient()
+    if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment_id
 
 
 def _get_or_create_experiment(name: str, root: Path | None) -> str:
@@ -230,14 +242,18 @@ def log_results(ref: RunRef, metrics: Mapping[str, float], artifacts: Sequence[P
                 settings: Mapping[str, object] | None = None) -> None:
     """Add final metrics and files to a finished run without changing its status.
 
-    ``settings`` are the params of the stage that computed them, recorded as tags: unlike MLflow
-    params, tags may change when the stage reruns on the same training run with other params.
+    The metrics are linked to each of the run's logged models too (``ref.models``), so the Models
+    page and each registered version show them. ``settings`` are the params of the stage that
+    computed them, recorded as tags: unlike MLflow params, tags may change when the stage reruns on
+    the same training run with other params.
     """
     client = MlflowClient()
     timestamp = int(time.time() * 1000)
+    model_ids = list(ref.models.values()) or [None]
     client.log_batch(
         ref.run_id,
-        metrics=[Metric(key, float(value), timestamp, 0) for key, value in metrics.items()],
+        metrics=[Metric(key, float(value), timestamp, 0, model_id=model_id)
+                 for model_id in model_ids for key, value in metrics.items()],
         tags=[RunTag(key, _param_value(value)) for key, value in (settings or {}).items()],
     )
     for artifact in artifacts:
@@ -251,37 +267,3 @@ def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -
     mlflow.log_input(dataset, context=context)
     mlflow.set_tag(f"dataset.{context}.digest", dataset.digest)
     return dataset.digest
-
-
-@store_errors
-def log_keras_model(model: "keras.Model", input_example: "np.ndarray") -> None:
-    """Log the model as an MLflow Keras-flavor model with a signature and an input example.
-
-    ``mlflow.keras.log_model`` (3.17, 3.18) writes the input example before creating its folder
-    and fails, so the model is saved into a folder made first and logged as the run's ``model``
-    artifact; ``mlflow.keras.load_model("runs:/<id>/model")`` loads it once ``pipeline`` is importable.
-    """
-    import tempfile
-
-    import keras
-    import mlflow.keras
-    from mlflow.models import infer_signature
-
-    signature = infer_signature(input_example, model.predict(input_example, verbose=0))
-    with tempfile.TemporaryDirectory() as scratch:
-        saved = Path(scratch) / "model"
-        saved.mkdir()
-        mlflow.keras.save_model(
-            model,
-            str(saved),
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={_tensorflow_version()}"],
-        )
-        mlflow.log_artifacts(str(saved), artifact_path="model")
-
-
-def _tensorflow_version() -> str:
-    from importlib.metadata import version
-
-    return version("tensorflow")
