@@ -71,6 +71,8 @@ def test_exp_push_and_pull_share_an_experiment_with_its_outputs(
     assert f"/{name}" in refs, refs
 
     second = second_clone.clone
+    listed = second.dvc("exp", "list", "origin").stdout
+    assert name in listed, listed
     second.dvc("exp", "pull", "origin", name)
     shown = second.experiments()
     assert metric(shown, name, "test_neg_elbo") == metric(queued.shown, name, "test_neg_elbo")

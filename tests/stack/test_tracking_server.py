@@ -6,14 +6,15 @@ through the server.
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import servers
 import sqlalchemy
-import yaml
 from clones import metric
-from mlflow.entities import Run
+from clones import run as run_command
+from mlflow.entities import LoggedModel, Run
 from mlflow.tracking import MlflowClient
 from team import MLFLOW_BUCKET, MLFLOW_PREFIX, QUEUED, Built, Queued, Stack, record
 
@@ -22,7 +23,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.integration]
 EXPERIMENT = "vae-mnist"
 TEST_METRICS = ("test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units")
 FIGURES = ("manifold.png", "latent_scatter.png", "reconstructions.png", "samples.png", "learning_curves.png")
-REPORT_ARTIFACTS = {*FIGURES, "index.html", "per_class.csv", "model"}
+REPORT_ARTIFACTS = {*FIGURES, "index.html", "per_class.csv"}
+LOGGED_MODELS = {"encoder", "decoder", "vae"}
 
 
 def run_objects(stack: Stack, run: Run) -> list[str]:
@@ -31,8 +33,22 @@ def run_objects(stack: Stack, run: Run) -> list[str]:
     return [key.removeprefix(prefix) for key in servers.object_keys(stack.s3_endpoint, MLFLOW_BUCKET, prefix)]
 
 
+def model_objects(stack: Stack, model: LoggedModel) -> list[str]:
+    """The bucket keys of a logged model's files, relative to its artifact folder."""
+    prefix = model.artifact_location.replace("mlflow-artifacts:/", f"{MLFLOW_PREFIX}/", 1).rstrip("/") + "/"
+    return [key.removeprefix(prefix) for key in servers.object_keys(stack.s3_endpoint, MLFLOW_BUCKET, prefix)]
+
+
+def logged_models(stack: Stack, run: Run) -> dict[str, LoggedModel]:
+    """The logged models ``run`` produced, by name."""
+    found = MlflowClient(stack.tracking_uri).search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+    return {model.name: model for model in found}
+
+
 def assert_complete(stack: Stack, run: Run) -> None:
-    """FINISHED with test metrics; figures, report and model listed by the server and stored in the bucket."""
+    """FINISHED with test metrics; figures and report listed by the server and stored in the bucket, and
+    the encoder, decoder and vae logged models stored there too."""
     assert run.info.status == "FINISHED"
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/"), run.info.artifact_uri
     missing = [name for name in TEST_METRICS if name not in run.data.metrics]
@@ -41,7 +57,13 @@ def assert_complete(stack: Stack, run: Run) -> None:
     listed = {item.path for item in client.list_artifacts(run.info.run_id)}
     assert listed >= REPORT_ARTIFACTS, f"missing artifacts {REPORT_ARTIFACTS - listed}"
     stored = set(run_objects(stack, run))
-    assert {*FIGURES, "index.html", "model/MLmodel"} <= stored, f"bucket holds {sorted(stored)}"
+    assert stored >= REPORT_ARTIFACTS, f"bucket holds {sorted(stored)}"
+    models = logged_models(stack, run)
+    assert set(models) == LOGGED_MODELS, sorted(models)
+    for name, model in models.items():
+        assert model.artifact_location.startswith("mlflow-artifacts:/"), model.artifact_location
+        files = model_objects(stack, model)
+        assert "MLmodel" in files and any(key.endswith(".keras") for key in files), f"{name}: bucket holds {files}"
 
 
 def server_runs(stack: Stack, dvc_experiment: str) -> list[Run]:
@@ -51,8 +73,7 @@ def server_runs(stack: Stack, dvc_experiment: str) -> list[Run]:
     return client.search_runs([experiment.experiment_id], f"tags.`dvc.experiment` = '{dvc_experiment}'")
 
 
-def test_repro_lands_its_run_in_postgresql_and_its_artifacts_in_s3(builder: Built, stack: Stack,
-                                                                   tmp_path: Path) -> None:
+def test_repro_lands_its_run_in_postgresql_and_its_artifacts_in_s3(builder: Built, stack: Stack) -> None:
     reference = json.loads((builder.clone.root / "models/run.json").read_text(encoding="utf-8"))
     assert reference["tracking_uri"] == stack.tracking_uri
     client = MlflowClient(stack.tracking_uri)
@@ -68,12 +89,9 @@ def test_repro_lands_its_run_in_postgresql_and_its_artifacts_in_s3(builder: Buil
                                   {"id": run.info.run_id}).scalar_one()
     assert status == "FINISHED"
 
-    downloaded = client.download_artifacts(run.info.run_id, "model/MLmodel", str(tmp_path))
-    model = yaml.safe_load(Path(downloaded).read_text(encoding="utf-8"))
-    assert "keras" in model["flavors"], model["flavors"]
-    objects = run_objects(stack, run)
-    record("objects of the repro's run in the bucket", len(objects))
-    assert any(key.startswith("model/data/") for key in objects), "no saved Keras model in S3"
+    objects = run_objects(stack, run) + [key for model in logged_models(stack, run).values()
+                                         for key in model_objects(stack, model)]
+    record("objects of the repro's run and its 3 logged models in the bucket", len(objects))
 
 
 def test_two_queued_experiments_land_two_finished_runs_on_the_server(queued: Queued, stack: Stack,
@@ -95,6 +113,26 @@ def test_two_queued_experiments_land_two_finished_runs_on_the_server(queued: Que
            len(servers.object_keys(stack.s3_endpoint, MLFLOW_BUCKET, f"{MLFLOW_PREFIX}/")))
     (start_a, end_a), (start_b, end_b) = spans
     assert start_a < end_b and start_b < end_a, "the experiments did not overlap: -j 2 ran them one by one"
+
+
+def test_promoted_decoder_loads_by_alias_through_the_server(builder: Built, stack: Stack) -> None:
+    promoted = builder.clone.pipeline("check", "--promote").stdout
+    assert "models:/vae-mnist-decoder@champion" in promoted, promoted
+    reference = json.loads((builder.clone.root / "models/run.json").read_text(encoding="utf-8"))
+    client = MlflowClient(stack.tracking_uri)
+    for part in ("encoder", "decoder"):
+        version = client.get_model_version_by_alias(f"vae-mnist-{part}", "champion")
+        assert version.run_id == reference["run_id"]
+        assert version.model_id == reference["models"][part]
+    with sqlalchemy.create_engine(stack.postgres_uri).connect() as database:
+        aliases = database.execute(sqlalchemy.text("SELECT name, alias FROM registered_model_aliases")).all()
+    assert sorted(aliases) == [("vae-mnist-decoder", "champion"), ("vae-mnist-encoder", "champion")]
+
+    # a user with only MLFLOW_TRACKING_URI loads the model: registry in PostgreSQL, files from S3 via the server
+    load = ("import mlflow, numpy; model = mlflow.pyfunc.load_model('models:/vae-mnist-decoder@champion'); "
+            "print(model.predict(numpy.zeros((3, 2), 'float32')).shape)")
+    shape = run_command([sys.executable, "-c", load], builder.clone.root, builder.clone.env).stdout
+    assert shape.strip().splitlines()[-1] == "(3, 784)", shape
 
 
 def test_compare_ranks_the_server_runs_of_the_sweep(queued: Queued, stack: Stack, builder: Built,
