@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
+import botocore.exceptions
 
 SERVER_LIFETIME_S = 1800  # the longest any server may live: CI's whole budget
 START_TIMEOUT_S = 180.0
@@ -78,14 +79,18 @@ class Server:
             step()
 
     def wait_until(self, ready: Callable[[], bool], what: str) -> None:
-        """Poll ``ready`` until true; raise with the log if the server exits or ``START_TIMEOUT_S`` passes."""
+        """Poll ``ready`` until true. If the server exits, ``START_TIMEOUT_S`` passes or ``ready`` raises,
+        stop the server and raise (``ServerError`` with the end of its log)."""
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                state = f"exited {self.process.returncode}" if self.process.returncode else "timed out"
-                raise ServerError(f"{self.name} never got {what} ({state}); its log ends:\n{self.log_tail()}")
-            time.sleep(0.3)
+        try:
+            while not ready():
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    state = "timed out" if self.process.returncode is None else f"exited {self.process.returncode}"
+                    raise ServerError(f"{self.name} never got {what} ({state}); its log ends:\n{self.log_tail()}")
+                time.sleep(0.3)
+        except BaseException:
+            self.stop()
+            raise
 
 
 def launch(name: str, command: list[str], log: Path, env: dict[str, str], stop_signal: signal.Signals,
@@ -104,13 +109,6 @@ def _as_account(account: str | None) -> list[str]:
     if account is None:
         return []
     return ["--reuid", account, "--regid", str(pwd.getpwnam(account).pw_gid), "--init-groups"]
-
-
-def accepts_connections(port: int) -> Callable[[], bool]:
-    def ready() -> bool:
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", port)) == 0
-    return ready
 
 
 def healthy(url: str) -> Callable[[], bool]:
@@ -166,9 +164,12 @@ def start_postgres(database: str = "mlflow") -> tuple[Server, str]:
         for path in (folder, folder / "password"):
             os.chown(path, entry.pw_uid, entry.pw_gid)
     as_account = ["setpriv", *_as_account(account), "--"] if account else []
-    subprocess.run([*as_account, str(binaries / "initdb"), "-D", str(folder / "data"), "-U", user,
-                    f"--pwfile={folder / 'password'}", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"],
-                   cwd=folder, check=True, capture_output=True, timeout=START_TIMEOUT_S)
+    initdb = subprocess.run([*as_account, str(binaries / "initdb"), "-D", str(folder / "data"), "-U", user,
+                             f"--pwfile={folder / 'password'}", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"],
+                            cwd=folder, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False)
+    if initdb.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ServerError(f"initdb exited {initdb.returncode} as {account or 'this user'}:\n{initdb.stderr[-3000:]}")
     command = [str(binaries / "postgres"), "-D", str(folder / "data"), "-h", "127.0.0.1", "-p", str(port),
                "-k", str(folder), "-c", "fsync=off", "-c", "synchronous_commit=off"]
     server = launch("PostgreSQL", command, folder / "postgres.log", clean_environment(), signal.SIGINT, account)
@@ -203,11 +204,19 @@ def start_s3(folder: Path, buckets: tuple[str, ...]) -> tuple[Server, str]:
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     server = launch("moto S3 server", command, folder / "moto.log", clean_environment(), signal.SIGTERM)
     endpoint = f"http://127.0.0.1:{port}"
-    server.wait_until(accepts_connections(port), "a listening socket")
-    client = s3_client(endpoint)
-    for bucket in buckets:
-        client.create_bucket(Bucket=bucket)
+    server.wait_until(lambda: _create_buckets(endpoint, buckets), "its buckets created")
     return server, endpoint
+
+
+def _create_buckets(endpoint: str, buckets: tuple[str, ...]) -> bool:
+    """Create ``buckets``; False while the server does not accept connections yet."""
+    client = s3_client(endpoint)
+    try:
+        for bucket in buckets:
+            client.create_bucket(Bucket=bucket)
+    except botocore.exceptions.EndpointConnectionError:
+        return False
+    return True
 
 
 def s3_client(endpoint: str):  # boto3 generates its client classes at run time: no annotation
