@@ -33,7 +33,8 @@ POSTGRES_ROOT = Path("/usr/lib/postgresql")  # Debian and Ubuntu: one <major>/bi
 POSTGRES_ACCOUNTS = ("postgres", "nobody")
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "stack-key", "AWS_SECRET_ACCESS_KEY": "stack-secret",
                   "AWS_DEFAULT_REGION": "us-east-1"}
-CLIENT_ONLY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+# credentials and tracking settings: each server and client gets only the ones it needs
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
                          "AWS_DEFAULT_REGION", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_URI")
 
 
@@ -50,7 +51,7 @@ def free_port() -> int:
 
 def clean_environment() -> dict[str, str]:
     """This process's environment without credentials or tracking settings: each server gets only its own."""
-    return {key: value for key, value in os.environ.items() if key not in CLIENT_ONLY_VARIABLES}
+    return {key: value for key, value in os.environ.items() if key not in CREDENTIAL_VARIABLES}
 
 
 @dataclass
