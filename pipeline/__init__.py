@@ -7,9 +7,7 @@ Only defaults are set; a value already in the environment wins.
 
 import os
 
-from pipeline.core.quiet import verbose
+from pipeline.core.quiet import apply_quiet_defaults
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-if not verbose():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's own INFO and WARNING lines
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's INFO lines, e.g. on creating a store
+apply_quiet_defaults()

@@ -2,9 +2,15 @@
 
 ``dvc metrics diff`` shows changes but always exits 0; this gate fails. It compares the working
 tree's metrics with a baseline (by default the copy committed at git ``HEAD``) under params
-``check.tolerances``, prints a Markdown table, and exits 1 when a gated metric moved in its bad
-direction by more than its tolerance, is missing from either side, or is not finite in the new
-file. Metrics without a tolerance are shown as information only.
+``check.tolerances``, prints a Markdown table and the params that differ from the baseline's (as
+``dvc params diff`` would), and exits 1 when a gated metric moved in its bad
+direction by more than its tolerance, or is missing or not finite on either side (the verdict names
+the side). Metrics without a tolerance are shown as information only.
+
+The metrics of the unconditional VAE (−log p(x)) and of the conditional one (−log p(x | y)) share
+their names but not their meaning, so the gate first compares the two model kinds
+(``pipeline.core.model_kind``) and refuses to go on when they differ, unless told to with
+``--allow-model-change``; the table's heading then says so.
 
 With ``--promote``, a passing gate also registers the training run's encoder and decoder (from
 ``models/run.json``) in the MLflow Model Registry under params ``check.registered_models`` and moves
@@ -18,10 +24,19 @@ from typing import TYPE_CHECKING
 
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.errors import PipelineError
+from pipeline.core.model_kind import NAMES
 from pipeline.core.params import RegisteredModels, load_params
-from pipeline.core.paths import METRICS_FILE, RUN_FILE
-from pipeline.gate.baseline import commit_of, read_baseline, read_metrics_file
+from pipeline.core.paths import METRICS_FILE, MODEL_KIND_FILE, RUN_FILE
+from pipeline.gate.baseline import (
+    CannotCompareError,
+    baseline_model_kind,
+    commit_of,
+    read_baseline,
+    read_metrics_file,
+    read_model_kind,
+)
 from pipeline.gate.comparison import Row, compare_metrics, failure_summary, format_report
+from pipeline.gate.params_diff import changed_summary, compare_params, format_params_diff
 
 if TYPE_CHECKING:
     from pipeline.tracking.runs import RunRef
@@ -42,19 +57,43 @@ def append_summary(path: Path, report: str) -> None:
         raise PipelineError(f"cannot append the table to {path}: {error.strerror or error}") from None
 
 
+def model_change(args: argparse.Namespace) -> str:
+    """``""`` when the baseline and the new metrics come from one model kind, else a sentence saying which.
+
+    Raises ``CannotCompareError`` on a change unless ``--allow-model-change`` was passed.
+    """
+    model_kind = args.model_kind or Path(args.metrics).with_name(MODEL_KIND_FILE.name)
+    before = baseline_model_kind(args.baseline, model_kind, args.baseline_model_kind)
+    after = read_model_kind(model_kind)
+    if before == after:
+        return ""
+    change = f"the baseline is from the {NAMES[before]}, the new metrics from the {NAMES[after]}"
+    if not args.allow_model_change:
+        raise CannotCompareError(f"{change}, whose likelihoods differ; compare runs of one model kind "
+                                 "or pass --allow-model-change")
+    return change
+
+
 def _run(args: argparse.Namespace) -> None:
     check = load_params(args.params).check
     run = _training_run(args.run, check.registered_models) if args.promote else None  # fail before any verdict
     tolerances = check.tolerances
     new = read_metrics_file(args.metrics)
     baseline_label, baseline = read_baseline(args.baseline, args.metrics)
+    change = model_change(args)
     rows = compare_metrics(baseline, new, tolerances)
-    report = format_report(rows, str(args.metrics), baseline_label)
+    params = compare_params(args.baseline, args.params, args.baseline_params)
+    note = f"**Models differ:** {change}." if change else ""
+    report = f"{format_report(rows, str(args.metrics), baseline_label, note)}\n{format_params_diff(params)}"
     print(report)
     if args.summary:
         append_summary(args.summary, report)
     if any(row.failed for row in rows):
-        raise RegressionError(f"gate failed against {baseline_label}: {failure_summary(rows)}")
+        raise RegressionError(f"gate failed against {baseline_label}: {failure_summary(rows)}"
+                              f"{changed_summary(params)}")
+    if run is not None and change:
+        raise PipelineError(f"not promoting: {change}, so the registered models would change their inputs; "
+                            "register this kind under other names (check.registered_models)")
     if run is not None:
         commit = None if Path(args.baseline).is_file() else commit_of(args.baseline, args.metrics)
         _promote(run, rows, baseline_label, commit, report, check.registered_models)
@@ -89,7 +128,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", default=DEFAULT_BASELINE,
                         help="a metrics file, or a git revision whose committed --metrics file is the "
                              f"baseline (default: {DEFAULT_BASELINE})")
+    parser.add_argument("--baseline-params", type=Path,
+                        help="the baseline's params file, to list the params that changed when --baseline is a "
+                             "file (with a revision, the params file committed there is used)")
     parser.add_argument("--summary", type=Path, help="also append the table here, e.g. $GITHUB_STEP_SUMMARY")
+    parser.add_argument("--model-kind", type=Path,
+                        help=f"which model produced --metrics; at a git --baseline, its committed copy tells the "
+                             f"baseline's (default: {MODEL_KIND_FILE.name} beside --metrics; absent means the "
+                             "unconditional VAE)")
+    parser.add_argument("--baseline-model-kind", type=Path,
+                        help="which model produced a --baseline FILE (default: the unconditional VAE)")
+    parser.add_argument("--allow-model-change", action="store_true",
+                        help="compare a conditional with an unconditional VAE anyway, saying so in the table")
     parser.add_argument("--promote", action="store_true",
                         help="when the gate passes, register the run's encoder and decoder in the MLflow Model "
                              "Registry (params check.registered_models) and move their alias champion")

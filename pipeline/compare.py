@@ -15,7 +15,6 @@ import pandas as pd
 from pipeline.core import atomic_files
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.params import load_params
-from pipeline.tracking import runs
 
 KEY_METRICS = (
     "test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units",
@@ -59,7 +58,9 @@ def _run_names(runs: pd.DataFrame) -> pd.Series:
 
 def _run(args: argparse.Namespace) -> None:
     experiment = args.experiment or load_params(args.params).train.experiment
-    table = runs_table(runs.search_runs(experiment), all_params=args.all_params)
+    from pipeline.tracking.runs import search_runs  # MLflow loads here, not for --help
+
+    table = runs_table(search_runs(experiment), all_params=args.all_params)
     print(table.to_string(index=False))
     if args.csv:
         atomic_files.write_text(args.csv, table.to_csv(index=False))

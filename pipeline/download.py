@@ -1,7 +1,8 @@
 """Stage ``download``: fetch the dataset's four IDX files, verified against their pinned digests.
 
 Sources are tried in order: ``$MNIST_MIRROR`` if set, then ``data.mirrors`` from params, or
-the dataset's public mirrors when that list is empty. Each file lands uncompressed in
+the dataset's public mirrors when that list is empty; a relative folder is taken against the
+project root. Each file lands uncompressed in
 ``<out>/<dataset>/<name>`` only once its SHA-256 and size match; a file already there with
 the right digest is kept without fetching.
 """
@@ -9,6 +10,8 @@ the right digest is kept without fetching.
 import argparse
 import os
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from pipeline.core.atomic_files import atomic_path
 from pipeline.core.cli import run_stage, show_progress, stage_parser
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import load_params
-from pipeline.core.paths import RAW_DIR
+from pipeline.core.paths import RAW_DIR, from_project_root
 from pipeline.data.datasets import DATASETS, DatasetSpec, IdxFile, Role
 from pipeline.data.sources import SourceError, fetch, location, matches
 
@@ -32,11 +35,25 @@ class DownloadError(PipelineError):
     """No source could supply a verified copy of a file, or the output cannot be written."""
 
 
-def dataset_sources(spec: DatasetSpec, mirrors: Sequence[str], environ: Mapping[str, str]) -> list[str]:
-    """The sources to try, in order: ``$MNIST_MIRROR``, then ``mirrors`` or the spec's defaults."""
+def dataset_sources(spec: DatasetSpec, mirrors: Sequence[str], environ: Mapping[str, str],
+                    root: Path | None = None) -> list[str]:
+    """The sources to try, in order: ``$MNIST_MIRROR``, then ``mirrors`` or the spec's defaults.
+
+    A folder given as a relative path (or a relative ``file:`` URL) is taken against the project
+    ``root``, not the working directory, which is a deleted copy in a DVC temporary experiment.
+    """
     override = environ.get(MIRROR_ENV, "").strip()
     configured = tuple(mirrors) or spec.default_mirrors
-    return list(dict.fromkeys(([override] if override else []) + list(configured)))
+    sources = ([override] if override else []) + list(configured)
+    return list(dict.fromkeys(anchored_source(source, root) for source in sources))
+
+
+def anchored_source(source: str, root: Path | None = None) -> str:
+    """``source`` with a relative folder path made absolute under the project root; URLs unchanged."""
+    parts = urllib.parse.urlsplit(source)
+    if parts.scheme.lower() == "file" and not parts.netloc:
+        return from_project_root(urllib.request.url2pathname(parts.path), root).as_uri()
+    return source if parts.scheme else str(from_project_root(source, root))
 
 
 def fetch_file(idx: IdxFile, sources: Sequence[str], target: Path, *, tries: int = TRIES,
@@ -98,7 +115,8 @@ def _run(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     spec = DATASETS[params.data.dataset]
     sources = dataset_sources(spec, params.data.mirrors, os.environ)
-    fetch_dataset(spec, sources, args.out / spec.name, progress=show_progress(os.environ))
+    paths = fetch_dataset(spec, sources, args.out / spec.name, progress=show_progress(os.environ))
+    print(f"download: {spec.name}: {len(paths)} files verified by SHA-256 in {args.out / spec.name}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

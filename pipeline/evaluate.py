@@ -1,6 +1,8 @@
 """Stage ``evaluate``: test ELBO, importance-sampled −log p(x) and per-class scores, into the training run.
 
-Params are validated, and the MLflow run checked, before TensorFlow is imported.
+For the conditional VAE the same metrics score −log p(x | y), the label given; ``model.json``
+beside the metrics says which (``pipeline.core.model_kind``). Params are validated, and the MLflow
+run checked, before TensorFlow is imported.
 """
 
 import argparse
@@ -14,13 +16,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.core import atomic_files
-from pipeline.core.cli import add_model_paths, run_stage, stage_parser
+from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
+from pipeline.core.model_kind import describe
 from pipeline.core.params import Params, load_params
-from pipeline.core.paths import METRICS_FILE, PER_CLASS_FILE
+from pipeline.core.paths import METRICS_FILE, MODEL_KIND_FILE, PER_CLASS_FILE
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
-from pipeline.tracking import runs
 
 if TYPE_CHECKING:
     from pipeline.model.likelihood import ImageScores
@@ -95,34 +97,50 @@ def per_class_csv(neg_elbo: np.ndarray, labels: np.ndarray, class_names: Sequenc
 
 
 def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, metrics_file: Path,
-             per_class_file: Path) -> dict[str, float]:
-    """Score the test split, write both reports atomically, add them to the training run; return the metrics."""
+             per_class_file: Path, model_kind_file: Path = MODEL_KIND_FILE) -> dict[str, float]:
+    """Score the test split, write the reports atomically, add them to the training run; return the metrics.
+
+    A conditional model is given each test image's label; ``model_kind_file`` records which kind was scored.
+    """
     x_test, y_test = load_split(prepared, "test")
     if len(x_test) == 0:
         raise EvaluateInputError(f"{prepared}: the test split is empty")
     if not model_file.is_file():
         raise EvaluateInputError(f"{model_file} not found; run the train stage first")
+    from pipeline.tracking import runs  # MLflow loads here, after params and inputs are checked
+
     run = runs.open_training_run(run_file)
 
     from pipeline.model.likelihood import LikelihoodEstimator  # TensorFlow loads here, after validation
     from pipeline.model.loading import load_trained_vae
 
-    estimator = LikelihoodEstimator(load_trained_vae(model_file))
+    trained = load_trained_vae(model_file)
     settings = params.evaluate
-    scores = estimator.score(
-        x_test, settings.elbo_samples, settings.is_samples, settings.batch_size, settings.seed
-    )
+    with progress_bar(len(x_test), "evaluate", "image") as bar:
+        scores = LikelihoodEstimator(trained).score(
+            x_test, settings.elbo_samples, settings.is_samples, settings.batch_size, settings.seed,
+            labels=y_test if trained.conditional else None, on_batch=bar.update,
+        )
     metrics = summarize(scores, params.train.beta)
     check_metrics(metrics, scores.neg_elbo - scores.nll_is)
     atomic_files.write_json(metrics_file, metrics)
+    atomic_files.write_json(model_kind_file, describe(trained.num_classes))
     class_names = DATASETS[params.data.dataset].class_names
     atomic_files.write_text(per_class_file, per_class_csv(scores.neg_elbo, y_test, class_names))
     runs.log_results(run, metrics, artifacts=[per_class_file], settings=params.section("evaluate"))
     return metrics
 
 
+def summary_line(metrics: dict[str, float], metrics_file: Path) -> str:
+    """What the stage achieved, in one line: the two likelihood bounds, in nats per test image."""
+    return (f"evaluate: test_neg_elbo {metrics['test_neg_elbo']:.2f}, test_nll_is {metrics['test_nll_is']:.2f} "
+            f"nats -> {metrics_file}")
+
+
 def _run(args: argparse.Namespace) -> None:
-    evaluate(load_params(args.params), args.prepared, args.model, args.run, args.metrics, args.per_class)
+    metrics = evaluate(load_params(args.params), args.prepared, args.model, args.run, args.metrics,
+                       args.per_class, args.model_kind)
+    print(summary_line(metrics, args.metrics))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_model_paths(parser)
     parser.add_argument("--metrics", type=Path, default=METRICS_FILE, help="where to write metrics.json")
     parser.add_argument("--per-class", type=Path, default=PER_CLASS_FILE, help="where to write per-class CSV")
+    parser.add_argument("--model-kind", type=Path, default=MODEL_KIND_FILE,
+                        help="where to write which model kind (vae, cvae) the metrics score")
     return run_stage("evaluate", _run, parser, argv)
 
 

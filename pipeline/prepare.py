@@ -44,7 +44,8 @@ def load_raw(raw_dir: Path, spec: DatasetSpec) -> dict[str, tuple[np.ndarray, np
         for path in paths:
             if not path.is_file():
                 raise PipelineError(f"{path} not found; run the download stage first")
-        raw[split] = read_pair(paths[0], paths[1], num_classes=len(spec.class_names))
+        raw[split] = read_pair(paths[0], paths[1], num_classes=len(spec.class_names),
+                               expected=(spec.files[images_role], spec.files[labels_role]))
     train_shape, test_shape = raw["train"][0].shape[1:], raw["test"][0].shape[1:]
     if train_shape != test_shape:
         raise IdxFormatError(f"{folder}: train images are {train_shape} but test images are {test_shape}")

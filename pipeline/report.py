@@ -6,6 +6,7 @@ missing file fails before any model work starts.
 
 import argparse
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -21,10 +22,9 @@ from pipeline.core.params import Params, ReportParams, load_params
 from pipeline.core.paths import METRICS_FILE, REPORTS_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
-from pipeline.reporting import figures
+from pipeline.reporting import conditional_figures, figures
 from pipeline.reporting.explorer import DecoderWeights, render_explorer
 from pipeline.reporting.html_page import ReportImage, write_html
-from pipeline.tracking import runs
 
 HTML_FILE = "index.html"
 EXPLORER_FILE = "explorer.html"
@@ -35,23 +35,52 @@ CAPTIONS = {
     "samples.png": "Decoder means for random latent points drawn from the prior.",
     "learning_curves.png": "Per-epoch losses from the train stage; training values are means over each epoch.",
 }
+CAPTIONS_1D = {  # a 1-D latent space has no plane to grid or scatter: report.grid_dims is not used
+    **CAPTIONS,
+    "manifold.png": "The decoder's mean image at evenly spaced points along the one latent dimension z₁.",
+    "latent_scatter.png": "How the encoder spreads the test images (z_mean) along z₁, stacked by label.",
+}
+
+CONDITIONAL_CAPTIONS = {
+    **CAPTIONS,
+    "manifold.png": "The conditional decoder's mean image over one regular latent grid, once per label: "
+                    "z carries the style, the label the class.",
+    "latent_scatter.png": "Where the conditional encoder puts each test image (z_mean), coloured by its label; "
+                          "the encoder is given the label, so z need not separate the classes and they mix.",
+    "reconstructions.png": "Same style, every class: each test image's z_mean decoded under every label; "
+                           "the row of its own label is its reconstruction.",
+    "samples.png": "Latent points drawn from the prior N(0, I), each decoded under every label.",
+}
+
+
+def captions(latent_dim: int, conditional: bool = False) -> dict[str, str]:
+    """The sentence under each figure, for a model of ``latent_dim`` latent dimensions, conditional or not."""
+    if conditional:
+        return CONDITIONAL_CAPTIONS
+    return CAPTIONS_1D if latent_dim == 1 else CAPTIONS
+
 
 class ReportError(PipelineError):
     """An input of the report is missing or does not fit the model."""
 
 
 class LatentCodec(Protocol):
-    """What the report needs from a model: z_mean of images, pixel means of latent points, the latent size.
+    """What the report needs from a model: z_mean of images, pixel means of latent points, their sizes.
 
-    ``pipeline.model.loading.TrainedVae`` is one; tests pass small numpy ones, without TensorFlow.
+    ``num_classes`` is 0 for the unconditional VAE; a conditional one takes class indices (n,) as
+    ``labels`` in both methods. ``pipeline.model.loading.TrainedVae`` is one; tests pass small numpy
+    ones, without TensorFlow.
     """
 
     @property
     def latent_dim(self) -> int: ...
 
-    def encode_mean(self, images: np.ndarray) -> np.ndarray: ...
+    @property
+    def num_classes(self) -> int: ...
 
-    def decode(self, z: np.ndarray) -> np.ndarray: ...
+    def encode_mean(self, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray: ...
+
+    def decode(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray: ...
 
     def decoder_dense_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
 
@@ -81,8 +110,9 @@ def read_metrics(path: Path) -> dict[str, object]:
 
 
 def check_grid_dims(settings: ReportParams, latent_dim: int) -> None:
-    """Refuse plotted dimensions the loaded model does not have (params were checked against params only)."""
-    if max(settings.grid_dims) >= latent_dim:
+    """Refuse plotted dimensions the loaded model does not have (params were checked against params only);
+    a 1-D latent space plots z₁ alone, whatever ``grid_dims`` says."""
+    if latent_dim > 1 and max(settings.grid_dims) >= latent_dim:
         raise ReportError(f"report.grid_dims {list(settings.grid_dims)} do not index the model's "
                           f"{latent_dim} latent dimensions; retrain or change params")
 
@@ -90,19 +120,63 @@ def check_grid_dims(settings: ReportParams, latent_dim: int) -> None:
 def draw_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, z_mean: np.ndarray,
                  y_test: np.ndarray, class_names: Sequence[str],
                  history: Mapping[str, Sequence[float]]) -> dict[str, Figure]:
-    """Every figure of the report, keyed by its file name; ``z_mean`` (n, latent_dim) is ``x_test``'s."""
-    dims = settings.grid_dims
-    image, z_values = figures.manifold_grid(vae.decode, settings.grid_size, settings.grid_range,
-                                            vae.latent_dim, dims)
+    """Every figure of the report, keyed by its file name; ``z_mean`` (n, latent_dim) is ``x_test``'s.
+
+    A 1-D latent space gets a strip along z₁ and a histogram by class instead of the grid and the scatter;
+    a conditional VAE gets its own figures under the same names.
+    """
+    if vae.num_classes:
+        return {**draw_conditional_figures(settings, vae, x_test, z_mean, y_test, class_names),
+                "learning_curves.png": figures.learning_curves_figure(history)}
     n = min(settings.n_reconstructions, len(x_test))
     prior = np.random.default_rng(settings.seed).standard_normal((settings.n_samples, vae.latent_dim))
     return {
-        "manifold.png": figures.manifold_figure(image, z_values, vae.latent_dim, dims),
-        "latent_scatter.png": figures.latent_scatter_figure(z_mean, y_test, class_names, dims,
-                                                            settings.grid_range),
+        **_latent_figures(settings, vae, z_mean, y_test, class_names),
         "reconstructions.png": figures.reconstructions_figure(x_test[:n], vae.decode(z_mean[:n])),
         "samples.png": figures.samples_figure(vae.decode(prior.astype(np.float32)), settings.seed),
         "learning_curves.png": figures.learning_curves_figure(history),
+    }
+
+
+def _latent_figures(settings: ReportParams, vae: LatentCodec, z_mean: np.ndarray, y_test: np.ndarray,
+                    class_names: Sequence[str]) -> dict[str, Figure]:
+    """The manifold and where the test images sit in latent space: on a plane, or along a line for 1-D."""
+    if vae.latent_dim == 1:
+        strip, z_values = figures.manifold_strip(vae.decode, settings.grid_size, settings.grid_range)
+        return {
+            "manifold.png": figures.manifold_strip_figure(strip, z_values),
+            "latent_scatter.png": figures.latent_histogram_figure(z_mean, y_test, class_names, settings.grid_range),
+        }
+    dims = settings.grid_dims
+    image, z_values = figures.manifold_grid(vae.decode, settings.grid_size, settings.grid_range,
+                                            vae.latent_dim, dims)
+    return {
+        "manifold.png": figures.manifold_figure(image, z_values, vae.latent_dim, dims),
+        "latent_scatter.png": figures.latent_scatter_figure(z_mean, y_test, class_names, dims, settings.grid_range),
+    }
+
+
+def draw_conditional_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, z_mean: np.ndarray,
+                             y_test: np.ndarray, class_names: Sequence[str]) -> dict[str, Figure]:
+    """The conditional VAE's figures under the unconditional ones' names: the same latent points under each label.
+
+    ``z_mean`` (n, latent_dim) is ``x_test``'s, encoded with its labels ``y_test``.
+    """
+    dims, classes = settings.grid_dims, vae.num_classes
+    boards, z_values = conditional_figures.class_manifold_grids(vae.decode, classes, settings.grid_size,
+                                                                settings.grid_range, vae.latent_dim, dims)
+    n = min(settings.n_reconstructions, len(x_test))
+    styles = conditional_figures.decode_under_every_class(vae.decode, z_mean[:n], classes)
+    rng = np.random.default_rng(settings.seed)
+    prior = rng.standard_normal((math.ceil(settings.n_samples / classes), vae.latent_dim)).astype(np.float32)
+    samples = conditional_figures.decode_under_every_class(vae.decode, prior, classes)
+    return {
+        "manifold.png": conditional_figures.class_manifolds_figure(boards, z_values, vae.latent_dim, dims,
+                                                                   class_names),
+        "latent_scatter.png": figures.latent_scatter_figure(z_mean, y_test, class_names, dims,
+                                                            settings.grid_range),
+        "reconstructions.png": conditional_figures.styles_figure(x_test[:n], styles, y_test[:n], class_names),
+        "samples.png": conditional_figures.class_samples_figure(samples, class_names, settings.seed),
     }
 
 
@@ -112,22 +186,27 @@ def write_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: n
     """Write the PNGs, ``explorer.html`` and ``index.html`` into ``out``, each atomically; return their paths."""
     class_names = DATASETS[params.data.dataset].class_names
     check_grid_dims(params.report, vae.latent_dim)
-    z_mean = vae.encode_mean(x_test)
+    z_mean = vae.encode_mean(x_test, y_test if vae.num_classes else None)
     drawn = draw_figures(params.report, vae, x_test, z_mean, y_test, class_names, history)
     images = [figures.save_figure(figure, out / name) for name, figure in drawn.items()]
     explorer = write_explorer(out / EXPLORER_FILE, params, vae, z_mean, y_test, class_names)
     page = write_html(out / HTML_FILE, params.data.dataset, run_id, metrics, params.read_by("report"),
-                      [ReportImage(path, CAPTIONS[path.name]) for path in images], explorer=EXPLORER_FILE)
+                      [ReportImage(path, captions(vae.latent_dim, bool(vae.num_classes))[path.name])
+                       for path in images], explorer=EXPLORER_FILE)
     return [*images, explorer, page]
 
 
 def write_explorer(target: Path, params: Params, vae: LatentCodec, z_mean: np.ndarray, labels: np.ndarray,
                    class_names: Sequence[str]) -> Path:
-    """The latent-space explorer page (the decoder in JavaScript over the test set's z_mean), written atomically."""
+    """The latent-space explorer page (the decoder in JavaScript over the test set's z_mean), written atomically.
+
+    A conditional decoder also takes the one-hot class, which the page's class picker sets.
+    """
     try:
         page = render_explorer(DecoderWeights(*vae.decoder_dense_weights()), z_mean, labels, class_names,
                                params.report.grid_dims, params.report.grid_range,
-                               title=f"Latent space explorer: {params.data.dataset}", seed=params.report.seed)
+                               title=f"Latent space explorer: {params.data.dataset}", seed=params.report.seed,
+                               conditional=vae.num_classes > 0)
     except ValueError as error:
         raise ReportError(f"cannot write the explorer page: {error}") from None
     atomic_files.write_text(target, page)
@@ -140,8 +219,10 @@ def report(params: Params, prepared: Path, model_file: Path, run_file: Path, met
     history = read_history(history_file)
     metrics = read_metrics(metrics_file)
     x_test, y_test = load_split(prepared, "test")
+    from pipeline.tracking import runs  # MLflow loads here, after params and inputs are checked
+
     ref = runs.open_training_run(run_file)
-    from pipeline.model.loading import load_trained_vae  # TensorFlow loads here, after validation
+    from pipeline.model.loading import load_trained_vae  # TensorFlow loads here, once the run is known
 
     written = write_report(params, load_trained_vae(model_file), x_test, y_test, history, metrics,
                            ref.run_id, out)
@@ -150,7 +231,10 @@ def report(params: Params, prepared: Path, model_file: Path, run_file: Path, met
 
 
 def _run(args: argparse.Namespace) -> None:
-    report(load_params(args.params), args.prepared, args.model, args.run, args.metrics, args.history, args.out)
+    written = report(load_params(args.params), args.prepared, args.model, args.run, args.metrics, args.history,
+                     args.out)
+    pages = ", ".join(str(path) for path in written if path.suffix == ".html")
+    print(f"report: {pages} ({len(written)} files)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

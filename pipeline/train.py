@@ -6,17 +6,23 @@ Params are validated before TensorFlow is imported, so a bad value fails before 
 import argparse
 import csv
 import io
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.core import atomic_files
-from pipeline.core.cli import add_model_paths, run_stage, show_progress, stage_parser
+from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
+from pipeline.core.model_kind import model_kind
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
 from pipeline.data.splits import load_split
-from pipeline.tracking import logged_models, runs
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.model.loading import TrainedVae
+    from pipeline.model.losses import EpochLogs
 
 INPUT_EXAMPLE_ROWS = 5
 
@@ -40,27 +46,45 @@ def history_csv(history: Sequence[dict[str, float]]) -> str:
     return buffer.getvalue()
 
 
-def _progress(epoch: int, epochs: int, logs: dict[str, float]) -> None:
-    if show_progress():
-        print(f"epoch {epoch + 1}/{epochs}  loss {logs['loss']:.2f}  val_neg_elbo {logs['val_neg_elbo']:.2f}"
-              f"  {logs['seconds']:.1f}s", file=sys.stderr)
+def example_inputs(parts: "TrainedVae", images: "np.ndarray", labels: "np.ndarray") -> dict[str, "np.ndarray"]:
+    """The first training rows as the logged models' input example, by encoder input name: ``images``, and
+    for the conditional VAE their one-hot ``labels``."""
+    rows = slice(0, INPUT_EXAMPLE_ROWS)
+    arrays = parts.model_inputs(images[rows], labels[rows] if parts.conditional else None)
+    arrays = arrays if parts.conditional else [arrays]
+    return {tensor.name: array for tensor, array in zip(parts.encoder.inputs, arrays, strict=True)}
+
+
+def summary_line(history: Sequence["EpochLogs"], run_id: str) -> str:
+    """What the stage achieved, in one line: epochs, final losses, speed and the MLflow run."""
+    last = history[-1]
+    seconds = sum(logs["seconds"] for logs in history) / len(history)
+    return (f"train: {len(history)} epochs, loss {last['loss']:.1f}, val_neg_elbo {last['val_neg_elbo']:.1f}, "
+            f"{seconds:.1f} s/epoch, MLflow run {run_id[:8]}")
 
 
 def train(params: Params, prepared: Path, model_file: Path, run_file: Path, history_file: Path,
-          checkpoint_dir: Path = CHECKPOINT_DIR) -> None:
-    """Train (resuming a matching checkpoint), then write the model, run reference and history atomically."""
+          checkpoint_dir: Path = CHECKPOINT_DIR) -> tuple[list["EpochLogs"], str]:
+    """Train (resuming a matching checkpoint), then write the model, run reference and history atomically.
+
+    Returns the per-epoch logs (resumed epochs included) and the MLflow run id.
+    """
     split = validation_split(prepared)
-    x_train, _ = load_split(prepared, "train")
-    x_val, _ = load_split(prepared, split)
+    x_train, y_train = load_split(prepared, "train")
+    x_val, y_val = load_split(prepared, split)
+    conditional = params.model.conditional
+    labels = {"train_labels": y_train, "val_labels": y_val} if conditional else {}
 
     # TensorFlow loads here (pipeline.model), after params and data are checked.
     from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
-    from pipeline.model.loading import TrainedVae
     from pipeline.model.trainer import TrainConfig, VaeTrainer
+    from pipeline.tracking import logged_models, runs
 
     config = TrainConfig.from_params(params)
-    checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), x_train))
-    tags = {"dataset": params.data.dataset, "validation_split": split}
+    data = (x_train, y_train) if conditional else (x_train,)
+    checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), *data))
+    tags = {"dataset": params.data.dataset, "validation_split": split,
+            runs.MODEL_KIND_TAG: model_kind(config.num_classes)}
     logged_params = params.lineage("train")  # later stages log their own, so a run never shows stale ones
     with runs.training_run(params.train.experiment, logged_params, tags) as run:
         runs.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
@@ -70,26 +94,30 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
             runs.log_epoch(epoch, logs)
             logged.add(epoch)
-            _progress(epoch, config.epochs, logs)
+            bar.update(epoch + 1 - bar.n)
+            bar.set_postfix(loss=f"{logs['loss']:.1f}", val_neg_elbo=f"{logs['val_neg_elbo']:.1f}")
 
-        history = trainer.fit(x_train, x_val, on_epoch_end, checkpoint)
+        with progress_bar(config.epochs, "train", "epoch") as bar:
+            history = trainer.fit(x_train, x_val, on_epoch_end, checkpoint, **labels)
         resumed = [epoch for epoch in range(len(history)) if epoch not in logged]
         for epoch in resumed:
             runs.log_epoch(epoch, history[epoch])
         if resumed:
             runs.set_tag("resumed_after_epoch", str(len(resumed)))
-        trained = TrainedVae(trainer.vae)
-        model_ids = logged_models.log_vae_models(trained.encoder, trained.decoder,
-                                                 {"images": x_train[:INPUT_EXAMPLE_ROWS]}, step=len(history))
+        model_ids = logged_models.log_vae_models(trainer.parts.encoder, trainer.parts.decoder,
+                                                 example_inputs(trainer.parts, x_train, y_train), step=len(history))
         with atomic_files.atomic_path(model_file) as temporary:
             trainer.vae.save(temporary)
         atomic_files.write_text(history_file, history_csv(history))
         runs.write_run_ref(run_file, replace(run, models=model_ids))
     checkpoint.remove()
+    return history, run.run_id
 
 
 def _run(args: argparse.Namespace) -> None:
-    train(load_params(args.params), args.prepared, args.model, args.run, args.history, args.checkpoints)
+    history, run_id = train(load_params(args.params), args.prepared, args.model, args.run, args.history,
+                            args.checkpoints)
+    print(summary_line(history, run_id))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

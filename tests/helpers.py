@@ -25,14 +25,17 @@ def without_timing(history: Iterable[Mapping[str, float]]) -> list[dict[str, flo
     return [{key: value for key, value in logs.items() if key != "seconds"} for logs in history]
 
 
-def pipeline_imports(path: Path) -> set[str]:
-    """The ``pipeline`` modules a source file imports (at the top or inside functions), as dotted names.
+def pipeline_imports(path: Path, top_level_only: bool = False) -> set[str]:
+    """The ``pipeline`` modules a source file imports (at the top or, unless ``top_level_only``, inside
+    functions), as dotted names.
 
     ``from pipeline.tracking import runs`` names the module ``pipeline.tracking.runs`` when that is a
     module, else the package ``pipeline.tracking``.
     """
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    for node in nodes:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "pipeline"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pipeline":

@@ -79,15 +79,55 @@ def test_better_value_passes_in_each_direction() -> None:
         "test_neg_elbo": "better", "active_units": "better", "test_mse": "info"}
 
 
-def test_non_finite_new_value_fails_and_finite_value_after_broken_baseline_passes() -> None:
-    assert verdict(150.0, math.nan, LOWER) == "not finite"
-    assert verdict(150.0, math.inf, LOWER) == "not finite"
-    assert verdict(math.nan, 150.0, LOWER) == "better"
+NON_FINITE = [math.nan, math.inf, -math.inf]
 
 
-def test_gated_metric_missing_from_either_side_fails() -> None:
-    assert verdicts({"active_units": 2})["test_neg_elbo"] == "missing"
-    assert verdicts(dict(BASELINE), baseline={"active_units": 2})["test_neg_elbo"] == "missing"
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("tolerance", [LOWER, HIGHER], ids=["lower-is-better", "higher-is-better"])
+def test_non_finite_value_on_either_side_fails_naming_the_side(value: float, tolerance: Tolerance) -> None:
+    assert verdict(150.0, value, tolerance) == "new not finite"
+    assert verdict(value, 150.0, tolerance) == "baseline not finite"
+    assert verdict(value, value, tolerance) == "baseline and new not finite"
+
+
+def test_gated_metric_missing_from_either_side_fails_naming_the_side() -> None:
+    assert verdicts({"active_units": 2})["test_neg_elbo"] == "new missing"
+    assert verdicts(dict(BASELINE), baseline={"active_units": 2})["test_neg_elbo"] == "baseline missing"
+    assert verdicts({}, baseline={})["test_neg_elbo"] == "baseline and new missing"
+    assert verdict(None, math.nan, LOWER) == "baseline missing"  # missing is said first, then not finite
+
+
+@pytest.mark.parametrize(
+    ("baseline_json", "new_json", "row", "reason"),
+    [
+        ("NaN", "999.0", "| test_neg_elbo | nan | 999 | nan | rise <= 1 | baseline not finite |",
+         "test_neg_elbo baseline not finite"),
+        ("null", "150.0", "| test_neg_elbo | nan | 150 | nan | rise <= 1 | baseline not finite |",
+         "test_neg_elbo baseline not finite"),
+        ("Infinity", "150.0", "| test_neg_elbo | inf | 150 | -inf | rise <= 1 | baseline not finite |",
+         "test_neg_elbo baseline not finite"),
+        ("-Infinity", "150.0", "| test_neg_elbo | -inf | 150 | inf | rise <= 1 | baseline not finite |",
+         "test_neg_elbo baseline not finite"),
+        ("150.0", "-Infinity", "| test_neg_elbo | 150 | -inf | -inf | rise <= 1 | new not finite |",
+         "test_neg_elbo new not finite"),
+        ("150.0", "null", "| test_neg_elbo | 150 | nan | nan | rise <= 1 | new not finite |",
+         "test_neg_elbo new not finite"),
+    ],
+    ids=["baseline-nan", "baseline-null", "baseline-inf", "baseline-minus-inf", "new-minus-inf", "new-null"],
+)
+def test_main_fails_on_a_non_finite_value_on_either_side_naming_metric_and_side(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str],
+        baseline_json: str, new_json: str, row: str, reason: str) -> None:
+    """The reported case: a NaN baseline against 999.0 used to pass as ``better``."""
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(f'{{"test_neg_elbo": {baseline_json}, "active_units": 2}}')
+    new = tmp_path / "metrics.json"
+    new.write_text(f'{{"test_neg_elbo": {new_json}, "active_units": 2}}')
+    code = main(["--params", str(params), "--metrics", str(new), "--baseline", str(baseline)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert row in captured.out
+    assert captured.err == f"check: error: gate failed against {baseline}: {reason}\n"
 
 
 def test_ungated_metric_is_information_even_when_missing_or_nan() -> None:
@@ -106,8 +146,8 @@ def test_markdown_table_lists_gated_metrics_first_with_signed_deltas() -> None:
         "| active_units | 2 | 2 | +0 | drop <= 0 | ok |",
         "| test_mse | 0.05 | 0.04 | -0.01 |  | info |",
     ]
-    assert format_table([Row("test_nll_is", None, 90.0, LOWER, "missing")]).endswith(
-        "| test_nll_is | n/a | 90 | n/a | rise <= 1 | missing |")
+    assert format_table([Row("test_nll_is", None, 90.0, LOWER, "baseline missing")]).endswith(
+        "| test_nll_is | n/a | 90 | n/a | rise <= 1 | baseline missing |")
 
 
 def test_main_passes_against_baseline_file_and_appends_summary(
@@ -133,8 +173,8 @@ def test_main_fails_on_nan_in_new_file_with_table_and_one_line_reason(
     code = main(["--params", str(params), "--metrics", str(new), "--baseline", str(baseline)])
     captured = capsys.readouterr()
     assert code == 1
-    assert "| test_neg_elbo | 150 | nan | nan | rise <= 1 | not finite |" in captured.out
-    assert captured.err == f"check: error: gate failed against {baseline}: test_neg_elbo not finite\n"
+    assert "| test_neg_elbo | 150 | nan | nan | rise <= 1 | new not finite |" in captured.out
+    assert captured.err == f"check: error: gate failed against {baseline}: test_neg_elbo new not finite\n"
 
 
 def test_main_reads_the_baseline_committed_at_head_or_an_older_revision(
@@ -182,3 +222,164 @@ def test_check_does_not_import_tensorflow_or_keras() -> None:
              "print(sorted({'tensorflow', 'keras'} & {name.split('.')[0] for name in sys.modules}))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+PARAMS_AT_BASELINE = PARAMS_YAML + "train:\n  beta: 0.1\n  learning_rate: 0.001\nmodel:\n  latent_dim: 2\n"
+
+
+@pytest.fixture
+def params_repo(tmp_path: Path) -> Path:
+    """A git repository whose HEAD commits params.yaml (train.beta 0.1) and its metrics."""
+    root = tmp_path / "params-repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    (root / "params.yaml").write_text(PARAMS_AT_BASELINE)
+    write_json(root / "reports" / "metrics.json",
+               {"test_neg_elbo": 150.0, "test_reconstruction_loss": 140.0, "active_units": 2})
+    git(root, "add", "params.yaml", "reports/metrics.json")
+    git(root, "commit", "-q", "-m", "baseline")
+    return root
+
+
+def run_check(root: Path, *extra: str) -> int:
+    return main(["--params", str(root / "params.yaml"), "--metrics", str(root / "reports" / "metrics.json"),
+                 *extra])
+
+
+def test_gate_lists_the_params_that_differ_from_the_baseline_commit(
+        params_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The reported case: train.beta moved from 0.1 to 1.0, a metric regressed, and the gate never said why."""
+    write_json(params_repo / "reports" / "metrics.json",
+               {"test_neg_elbo": 147.0, "test_reconstruction_loss": 149.0, "active_units": 2})
+    tolerances = PARAMS_YAML.replace("check:\n  tolerances:\n",
+                                     "check:\n  tolerances:\n    test_reconstruction_loss: {tolerance: 3.0}\n")
+    (params_repo / "params.yaml").write_text(tolerances + "train:\n  beta: 1.0\n  learning_rate: 0.001\n"
+                                             "model:\n  latent_dim: 2\n")
+    assert run_check(params_repo) == 1
+    captured = capsys.readouterr()
+    assert "**Params that differ from the baseline** (`HEAD:params.yaml`):" in captured.out
+    assert "| check.tolerances.test_reconstruction_loss.tolerance | n/a | 3.0 |" in captured.out
+    assert "| train.beta | 0.1 | 1.0 |" in captured.out
+    assert captured.err == (
+        "check: error: gate failed against HEAD:reports/metrics.json: test_reconstruction_loss REGRESSED "
+        "(params changed: check.tolerances.test_reconstruction_loss.tolerance, train.beta)\n")
+
+
+@pytest.mark.parametrize(
+    ("working", "rows"),
+    [
+        (PARAMS_AT_BASELINE.replace("learning_rate: 0.001", "learning_rate: 1e-3"), []),
+        (PARAMS_AT_BASELINE.replace("  latent_dim: 2\n", "  latent_dim: 2\n  intermediate_dim: 64\n"),
+         ["| model.intermediate_dim | n/a | 64 |"]),
+        (PARAMS_AT_BASELINE.replace("model:\n  latent_dim: 2\n", ""), ["| model.latent_dim | 2 | n/a |"]),
+        (PARAMS_AT_BASELINE + "report:\n  grid_range: [-2.0, 2.0]\n", ['| report.grid_range | n/a | [-2.0, 2.0] |']),
+    ],
+    ids=["same-value-other-yaml-form", "key-added", "key-removed", "list-added"],
+)
+def test_params_diff_shows_added_and_removed_keys_and_ignores_a_new_spelling_of_the_same_value(
+        params_repo: Path, capsys: pytest.CaptureFixture[str], working: str, rows: list[str]) -> None:
+    (params_repo / "params.yaml").write_text(working)
+    assert run_check(params_repo) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ") and line.count("|") == 4]
+    assert table[1:] == rows
+    if not rows:
+        assert "**Params:** the same as at `HEAD:params.yaml`." in out
+
+
+def test_params_are_not_compared_against_a_baseline_file_unless_given_baseline_params(
+        params_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = write_json(tmp_path / "baseline.json", {"test_neg_elbo": 150.0, "active_units": 2})
+    assert run_check(params_repo, "--baseline", str(baseline)) == 0
+    assert ("**Params:** not compared: the baseline is a file; pass `--baseline-params FILE` to compare them."
+            in capsys.readouterr().out)
+    old_params = tmp_path / "old-params.yaml"
+    old_params.write_text(PARAMS_AT_BASELINE.replace("latent_dim: 2", "latent_dim: 8"))
+    assert run_check(params_repo, "--baseline", str(baseline), "--baseline-params", str(old_params)) == 0
+    out = capsys.readouterr().out
+    assert f"**Params that differ from the baseline** (`{old_params}`):" in out
+    assert "| model.latent_dim | 8 | 2 |" in out
+
+
+@pytest.mark.parametrize(
+    ("committed", "reason"),
+    [(None, "params.yaml is not committed at HEAD"), ("train: [\n", "not valid YAML"),
+     ("- a list\n", "not a mapping of sections")],
+    ids=["not-committed", "invalid-yaml", "not-a-mapping"],
+)
+def test_params_that_cannot_be_read_at_the_baseline_are_a_note_not_a_failure(
+        params_repo: Path, capsys: pytest.CaptureFixture[str], committed: str | None, reason: str) -> None:
+    if committed is None:
+        git(params_repo, "rm", "-q", "--cached", "params.yaml")
+    else:
+        (params_repo / "params.yaml").write_text(committed)
+        git(params_repo, "add", "params.yaml")
+    git(params_repo, "commit", "-q", "-m", "params changed")
+    (params_repo / "params.yaml").write_text(PARAMS_AT_BASELINE)
+    assert run_check(params_repo) == 0
+    out = capsys.readouterr().out
+    assert "**Params:** not compared: " in out and reason in out
+
+
+CVAE_KIND = {"kind": "cvae", "likelihood": "p(x|y)", "num_classes": 10}
+
+
+def test_gate_refuses_a_conditional_run_against_an_unconditional_baseline_file(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = write_json(tmp_path / "baseline.json", BASELINE)
+    new = write_json(tmp_path / "reports" / "metrics.json", BASELINE)
+    kind = write_json(tmp_path / "reports" / "model.json", CVAE_KIND)
+    args = ["--params", str(params), "--metrics", str(new), "--baseline", str(baseline), "--model-kind", str(kind)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("check: error: cannot compare: the baseline is from the unconditional VAE, the new "
+                            "metrics from the conditional VAE, whose likelihoods differ; compare runs of one "
+                            "model kind or pass --allow-model-change\n")
+    assert main([*args, "--baseline-model-kind", str(kind)]) == 0, "two conditional runs compare as usual"
+    assert "Models differ" not in capsys.readouterr().out
+
+
+def test_allowed_model_change_compares_and_says_so_above_the_table(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = write_json(tmp_path / "baseline.json", BASELINE)
+    baseline_kind = write_json(tmp_path / "baseline_model.json", CVAE_KIND)
+    new = write_json(tmp_path / "reports" / "metrics.json", {**BASELINE, "test_neg_elbo": 160.0})
+    code = main(["--params", str(params), "--metrics", str(new), "--baseline", str(baseline),
+                 "--baseline-model-kind", str(baseline_kind), "--model-kind", str(tmp_path / "absent.json"),
+                 "--allow-model-change"])
+    out = capsys.readouterr().out
+    assert code == 1, "allowing the change still gates the numbers"
+    heading, note, table = out.split("\n\n")[:3]
+    assert note == ("**Models differ:** the baseline is from the conditional VAE, the new metrics from the "
+                    "unconditional VAE.")
+    assert heading.startswith("### Metrics gate:") and table.startswith("| metric |")
+
+
+def test_git_baseline_kind_is_its_committed_model_json_and_absent_means_unconditional(
+        repo: Path, params: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = write_json(repo / "reports" / "metrics.json", {"test_neg_elbo": 104.5, "active_units": 2})
+    kind = write_json(repo / "reports" / "model.json", CVAE_KIND)
+    assert main(["--params", str(params), "--metrics", str(metrics)]) == 1, "HEAD predates model.json: a VAE"
+    assert "the baseline is from the unconditional VAE" in capsys.readouterr().err
+    git(repo, "add", "reports")
+    git(repo, "commit", "-q", "-m", "a conditional run")
+    assert main(["--params", str(params), "--metrics", str(metrics)]) == 0
+    kind.unlink()
+    assert main(["--params", str(params), "--metrics", str(metrics)]) == 1
+    assert "the baseline is from the conditional VAE, the new metrics from the unconditional VAE" in (
+        capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(("text", "reason"), [("[1]", "JSON object"), ('{"kind": "gan"}', "unknown model kind 'gan'"),
+                                              ("{", "JSON object")])
+def test_an_unreadable_model_kind_is_one_line_naming_the_file(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str], text: str, reason: str) -> None:
+    baseline = write_json(tmp_path / "baseline.json", BASELINE)
+    new = write_json(tmp_path / "metrics.json", BASELINE)
+    kind = tmp_path / "model.json"
+    kind.write_text(text)
+    assert main(["--params", str(params), "--metrics", str(new), "--baseline", str(baseline),
+                 "--model-kind", str(kind)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"check: error: {kind}") and reason in err and err.count("\n") == 1

@@ -290,11 +290,41 @@ def test_progress_bar_names_the_file(server: Server, tmp_path: Path, capsys: pyt
 def test_mirror_env_comes_first_then_params_mirrors_or_defaults() -> None:
     spec = DATASETS["mnist"]
     env = {download.MIRROR_ENV: "/env/mirror"}
-    assert dataset_sources(spec, ("a", "b"), env) == ["/env/mirror", "a", "b"]
+    assert dataset_sources(spec, ("/a", "/b"), env) == ["/env/mirror", "/a", "/b"]
     assert dataset_sources(spec, (), env) == ["/env/mirror", *spec.default_mirrors]
-    assert dataset_sources(spec, ("a",), {}) == ["a"]
-    assert dataset_sources(spec, ("/env/mirror", "a"), env) == ["/env/mirror", "a"]
+    assert dataset_sources(spec, ("/a",), {}) == ["/a"]
+    assert dataset_sources(spec, ("/env/mirror", "/a"), env) == ["/env/mirror", "/a"]
     assert dataset_sources(spec, (), {download.MIRROR_ENV: ""}) == list(spec.default_mirrors)
+
+
+def test_relative_mirrors_from_env_and_params_are_taken_against_the_project_root_from_a_temporary_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a DVC temp experiment the working directory is a copy under .dvc/tmp/exps that lacks the mirror."""
+    root = tmp_path / "repo"
+    copy = root / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(copy))
+    env = {download.MIRROR_ENV: "mnist-mirror"}
+    mirrors = ("../shared/mnist", "file:local/mnist", "file:///abs/mnist", "https://example.org/mnist/", "/abs/x")
+    assert dataset_sources(DATASETS["mnist"], mirrors, env) == [
+        str(root / "mnist-mirror"), str(root / "../shared/mnist"), (root / "local" / "mnist").as_uri(),
+        "file:///abs/mnist", "https://example.org/mnist/", "/abs/x",
+    ]
+
+
+def test_relative_mirror_supplies_the_files_to_a_download_run_from_a_temporary_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "repo"
+    _write_mirror(root / "mirror")
+    copy = root / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(copy))
+    paths = fetch_dataset(SPEC, dataset_sources(SPEC, ("mirror",), {}), copy / "raw", **FAST)
+    assert {role: path.read_bytes() for role, path in paths.items()} == PAYLOADS
 
 
 def test_main_reports_every_failed_source_and_exits_1(

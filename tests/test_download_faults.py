@@ -5,6 +5,7 @@ must end recovered (on the next try or the next source) or in one ``DownloadErro
 source and the reason, and leave the output folder with no unverified or temporary file.
 """
 
+import base64
 import gzip
 import hashlib
 import http.server
@@ -38,6 +39,8 @@ class _Server(http.server.ThreadingHTTPServer):
     block_on_close = True
     requests: Counter[str]
     release: threading.Event
+    local_gz: Path  # a good copy of the file on this machine, for redirects to file://
+    closed_port: int  # nothing listens here, for redirects to ftp://
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A client that gave up (timeout, reset) is expected; anything else is reported."""
@@ -144,6 +147,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def fault_redirect_good(self, _: int) -> None:
         self.redirect(self.path.replace("/redirect_good/", "/good/"))
 
+    def fault_redirect_absolute_good(self, _: int) -> None:
+        host, port = self.server.server_address[:2]
+        self.redirect(f"http://{host}:{port}" + self.path.replace("/redirect_absolute_good/", "/good/"))
+
+    def fault_redirect_ftp(self, _: int) -> None:
+        """To an FTP server that is not there: followed, it fails as a refused connection, retried."""
+        self.redirect(f"ftp://127.0.0.1:{self.server.closed_port}/{IDX.gz_name}")
+
+    def fault_redirect_file(self, _: int) -> None:
+        """To a good copy on the client's own disk: a server must never make the client read local files."""
+        self.redirect(self.server.local_gz.as_uri())
+
+    def fault_redirect_data(self, _: int) -> None:
+        self.redirect("data:application/gzip;base64," + base64.b64encode(GOOD_GZ).decode())
+
     def log_message(self, format: str, *args: object) -> None:
         """Keep the test output clean."""
 
@@ -157,11 +175,20 @@ class Server:
         return f"{self.base}/{fault}/"
 
 
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture
-def server() -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The fault server; on teardown sleeping handlers are released and every handler thread is joined."""
     httpd = _Server(("127.0.0.1", 0), _Handler)
     httpd.requests, httpd.release = Counter(), threading.Event()
+    httpd.local_gz = tmp_path_factory.mktemp("local") / IDX.gz_name
+    httpd.local_gz.write_bytes(GOOD_GZ)
+    httpd.closed_port = _closed_port()
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01})
     thread.start()
     try:
@@ -185,6 +212,10 @@ FAILURES = {
     "cut_trailer": (r"gzip stream ends early", 1),
     "cut_header": (r"gzip stream ends early", 1),
     "redirect_self": (r"HTTP 302 .*(loop|redirect)", 5),
+    # A redirect to a scheme other than http(s) is refused at once, never followed nor retried.
+    "redirect_ftp": (r"redirect to ftp://127\.0\.0\.1:\d+/\S+ refused: only http:// and https:// are followed", 1),
+    "redirect_file": (r"redirect to file:///\S+ refused: only http:// and https:// are followed", 1),
+    "redirect_data": (r"redirect to data:application/gzip;base64,\S+ refused: only http:// and https://", 1),
 }
 
 def _options(fault: str) -> dict[str, Any]:
@@ -237,10 +268,21 @@ def test_transient_fault_recovers_on_the_next_try_of_the_same_source(
     assert server.requests[fault] == 2
 
 
-def test_redirect_is_followed_to_the_file(server: Server, tmp_path: Path) -> None:
-    fetch_file(IDX, [server.url("redirect_good")], tmp_path / IDX.name, **_options("redirect_good"))
+@pytest.mark.parametrize("fault", ["redirect_good", "redirect_absolute_good"], ids=["relative", "absolute-http"])
+def test_redirect_is_followed_to_the_file(server: Server, tmp_path: Path, fault: str) -> None:
+    fetch_file(IDX, [server.url(fault)], tmp_path / IDX.name, **_options(fault))
     assert (tmp_path / IDX.name).read_bytes() == PAYLOAD
     assert server.requests["good"] == 1
+
+
+def test_redirect_to_a_local_file_is_refused_even_when_it_holds_the_right_content(
+    server: Server, tmp_path: Path
+) -> None:
+    with pytest.raises(DownloadError) as raised:
+        fetch_file(IDX, [server.url("redirect_file")], tmp_path / IDX.name, tries=3, base_delay=0.01, timeout=5.0)
+    assert "refused" in str(raised.value) and "redirect loop" not in str(raised.value)
+    assert server.requests["redirect_file"] == 1
+    assert _files(tmp_path) == []
 
 
 def test_redirect_ping_pong_is_not_followed_forever_nor_retried(server: Server, tmp_path: Path) -> None:

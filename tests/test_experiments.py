@@ -26,7 +26,8 @@ SMALL = ("train.epochs=1", "evaluate.is_samples=20", "evaluate.elbo_samples=2", 
 EXPERIMENT = "vae-mnist"
 TEST_METRICS = ("test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units")
 REPORT_ARTIFACTS = {"index.html", "explorer.html", "manifold.png", "latent_scatter.png", "reconstructions.png",
-                    "samples.png", "learning_curves.png", "per_class.csv", "model"}
+                    "samples.png", "learning_curves.png", "per_class.csv"}
+LOGGED_MODELS = {"encoder", "decoder", "vae"}
 QUEUE_DEADLINE_S = 900.0
 POLL_S = 10.0  # each `dvc exp show` costs ~2 s of CPU on a 2-core runner
 GIT_IDENTITY = {  # `dvc exp run --queue` commits, and CI runners have no git user configured
@@ -112,6 +113,8 @@ def assert_complete_run(project: Project, name: str, beta: str) -> Run:
     assert not missing, f"{name}: evaluate logged no {missing}"
     artifacts = {item.path for item in project.client().list_artifacts(run.info.run_id)}
     assert artifacts >= REPORT_ARTIFACTS, f"{name}: missing artifacts {REPORT_ARTIFACTS - artifacts}"
+    logged = {project.client().get_logged_model(output.model_id).name for output in run.outputs.model_outputs}
+    assert logged == LOGGED_MODELS, f"{name}: logged models {logged}"
     assert run.info.artifact_uri.startswith((project.root / "mlartifacts").as_uri()), run.info.artifact_uri
     return run
 
@@ -171,3 +174,48 @@ def test_two_queued_experiments_run_in_parallel_into_the_main_store(project: Pro
                                                                             rel=1e-12)
     (start_a, end_a), (start_b, end_b) = (active_span(project, name) for name in variants)
     assert start_a < end_b and start_b < end_a, "the experiments did not overlap: -j 2 ran them one by one"
+
+
+def test_relative_tracking_uri_and_mirror_in_a_temp_experiment_land_in_the_project(
+    project: Project, tmp_path: Path, mnist_dir: Path
+) -> None:
+    """The reported case: ``MLFLOW_TRACKING_URI=sqlite:///mlflow.db dvc exp run --temp`` exited 0 with its run in
+    a store under .dvc/tmp/exps/, which DVC deletes. A relative mirror in params resolved there too.
+
+    Then the same params again: DVC restores every stage from its run cache, and the restored run.json
+    names the run that the project's store holds.
+    """
+    mirror = project.root.parent / "mnist-mirror"  # "../mnist-mirror" from the root, not from a temp copy
+    if not mirror.exists():
+        mirror.symlink_to(mnist_dir, target_is_directory=True)
+    env = {key: value for key, value in project.env.items() if key != "MNIST_MIRROR"}
+    relative = Project(project.root, env | {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"})
+    settings = overrides("data.mirrors=[../mnist-mirror]", "train.seed=3", "train.beta=0.5")
+    relative.dvc("exp", "run", "--temp", "-n", "exp-relative", *settings)
+    run = assert_complete_run(project, "exp-relative", beta="0.5")
+    assert not list((project.root / ".dvc" / "tmp").rglob("mlflow.db"))
+
+    again = relative.dvc("exp", "run", "--temp", "-n", "exp-relative-again", *settings)
+    assert "Stage 'train' is cached - skipping run" in again.stdout + again.stderr
+    shown = project.shown()
+    restored = tmp_path / "run.json"
+    project.dvc("get", str(project.root), "models/run.json", "--rev", shown["exp-relative-again"]["rev"],
+                "-o", str(restored))
+    assert json.loads(restored.read_text())["run_id"] == run.info.run_id
+    assert project.client().get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_conditional_exp_run_builds_every_stage_and_the_gate_refuses_it_against_the_vae(project: Project) -> None:
+    project.dvc("exp", "run", "-n", "exp-cvae", *overrides("model.conditional=true", "train.beta=0.1"))
+    run = assert_complete_run(project, "exp-cvae", beta="0.1")
+    assert run.data.params["model.conditional"] == "True" and run.data.tags["model.kind"] == "cvae"
+    shown = project.shown()["exp-cvae"]["data"]["metrics"]
+    assert shown["reports/model.json"]["data"] == {"kind": "cvae", "likelihood": "p(x|y)", "num_classes": 10}
+    assert shown["reports/metrics.json"]["data"]["test_neg_elbo"] == pytest.approx(
+        run.data.metrics["test_neg_elbo"], rel=1e-12)
+    baseline = project.root / "vae_metrics.json"
+    baseline.write_text(json.dumps(shown["reports/metrics.json"]["data"]))
+    done = subprocess.run([sys.executable, "-m", "pipeline", "check", "--baseline", str(baseline)], cwd=project.root,
+                          env=project.env, capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "the baseline is from the unconditional VAE, the new metrics from the conditional VAE" in done.stderr

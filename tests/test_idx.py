@@ -2,6 +2,7 @@
 
 import contextlib
 import gzip
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.errors import PipelineError
+from pipeline.data.datasets import DATASETS
 from pipeline.data.idx_format import DTYPES, IdxFormatError, parse_idx, read_idx, read_pair, validate_pair
 
 CODES = {dtype.newbyteorder("="): code for code, dtype in DTYPES.items()}
@@ -127,9 +129,9 @@ def test_huge_header_fails_fast_without_allocating(tmp_path: Path) -> None:
     tracemalloc.start()
     started = time.perf_counter()
     try:
-        with pytest.raises(IdxFormatError, match="truncated"):
+        with pytest.raises(IdxFormatError, match="more than the 1073741824 this pipeline reads"):
             read_idx(path)
-        with pytest.raises(IdxFormatError, match="truncated"):
+        with pytest.raises(IdxFormatError, match="more than the 1073741824 this pipeline reads"):
             parse_idx(data)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -235,3 +237,79 @@ def test_mutated_files_give_a_format_error_or_a_consistent_array(
 def test_random_bytes_never_raise_anything_but_a_format_error(data: bytes) -> None:
     with contextlib.suppress(IdxFormatError):
         parse_idx(data)
+
+
+MNIST_FILES = DATASETS["mnist"].files
+
+
+def sparse_idx(tmp_path: Path, shape: tuple[int, ...], code: int = 0x08, name: str = "sparse-idx") -> Path:
+    """An IDX file whose header claims ``shape`` and whose size is exactly that (zeros in a sparse file, no disk)."""
+    header = bytes([0, 0, code, len(shape)]) + b"".join(size.to_bytes(4, "big") for size in shape)
+    path = tmp_path / name
+    path.write_bytes(header)
+    count = 1
+    for size in shape:
+        count *= size
+    os.truncate(path, len(header) + count * DTYPES[code].itemsize)
+    return path
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_pinned_size_of_every_dataset_file_is_its_header_plus_its_pinned_shape(dataset: str) -> None:
+    for idx_file in DATASETS[dataset].files.values():
+        assert idx_file.shape is not None
+        assert idx_file.size == 4 + 4 * len(idx_file.shape) + int(np.prod(idx_file.shape)), idx_file.name
+
+
+# case -> (the role the file is read as, the shape its header claims, its dtype code)
+WRONG_SHAPES = {
+    "claims-2-to-the-31-images": ("train_images", (2**31, 28, 28), 0x08),
+    "one-image-too-many": ("train_images", (60_001, 28, 28), 0x08),
+    "wrong-image-side": ("train_images", (60_000, 27, 27), 0x08),
+    "images-not-square": ("test_images", (10_000, 28, 29), 0x08),
+    "wrong-label-count": ("train_labels", (59_999,), 0x08),
+    "test-labels-of-train-size": ("test_labels", (60_000,), 0x08),
+    "labels-file-read-as-images": ("train_images", (60_000,), 0x08),
+    "images-file-read-as-labels": ("train_labels", (60_000, 28, 28), 0x08),
+    "train-images-read-as-test-images": ("test_images", (60_000, 28, 28), 0x08),
+    "float-images": ("test_images", (10_000, 28, 28), 0x0D),
+}
+
+
+@pytest.mark.parametrize(("role", "shape", "code"), WRONG_SHAPES.values(), ids=WRONG_SHAPES.keys())
+def test_file_of_a_known_dataset_with_another_shape_is_refused_before_anything_is_allocated(
+    tmp_path: Path, role: str, shape: tuple[int, ...], code: int
+) -> None:
+    """Each file's size matches its header, so only the dataset's pinned shape can tell it is wrong."""
+    expected = MNIST_FILES[role]  # type: ignore[index]
+    path = sparse_idx(tmp_path, shape, code)
+    tracemalloc.start()
+    try:
+        with pytest.raises(IdxFormatError) as raised:
+            read_idx(path, expected)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ") and str(shape) in message and str(expected.shape) in message, message
+    assert expected.name in message
+
+
+def test_file_of_the_pinned_shape_is_read(tmp_path: Path) -> None:
+    labels = read_idx(sparse_idx(tmp_path, (10_000,)), MNIST_FILES["test_labels"])
+    assert labels.shape == (10_000,) and labels.dtype == np.uint8
+
+
+def test_any_file_declaring_more_data_than_the_pipeline_can_hold_is_refused_without_allocating(
+    tmp_path: Path,
+) -> None:
+    path = sparse_idx(tmp_path, (2**31, 28, 28))
+    tracemalloc.start()
+    try:
+        with pytest.raises(IdxFormatError, match=r"declares 1683627180032 bytes of data, more than the 1073741824"):
+            read_idx(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000

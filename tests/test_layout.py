@@ -36,3 +36,11 @@ def test_tensorflow_and_mlflow_load_at_the_top_only_where_they_are_the_point(pat
     where = path.parent.name if path.parent != PACKAGE else None
     for heavy in top_level_imports(path) & set(HEAVY):
         assert where in HEAVY[heavy], f"{path.relative_to(PACKAGE)} imports {heavy} at module level"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS - {"__init__", "__main__"}))
+def test_commands_load_the_model_and_tracking_packages_only_inside_functions(command: str) -> None:
+    """So ``--help`` and a bad param answer at once, without TensorFlow (pipeline.model) or MLflow."""
+    path = PACKAGE / f"{command}.py"
+    top = {module for module in pipeline_imports(path, top_level_only=True)}
+    assert not {module for module in top if module.startswith(("pipeline.model", "pipeline.tracking"))}

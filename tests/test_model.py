@@ -1,5 +1,9 @@
 """The VAE's layers and losses on synthetic arrays: shapes, the sampling layer, the loss formulas, saving."""
 
+import os
+import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -7,9 +11,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import REPO_ROOT
 
 from pipeline.core.errors import PipelineError
-from pipeline.model.loading import load_trained_vae
+from pipeline.model.loading import ModelLoadError, load_trained_vae
 from pipeline.model.losses import kl_loss, reconstruction_loss
 from pipeline.model.vae import IMAGE_PIXELS, Sampling, build_vae, decoder_logits
 
@@ -157,6 +162,46 @@ def test_load_vae_refuses_a_file_holding_a_lambda_layer(tmp_path: Path) -> None:
     keras.Model([z_mean, z_log_var], z).save(path)
     with pytest.raises((ValueError, PipelineError), match="(?i)lambda|safe_mode"):
         load_trained_vae(path)
+
+
+def test_load_vae_names_an_unknown_class_in_one_short_line(tmp_path: Path) -> None:
+    """Keras buries "Could not locate class" under a chained TypeError and a dump of the whole config."""
+
+    @keras.saving.register_keras_serializable(package="elsewhere")
+    class Doubling(keras.layers.Layer):
+        def call(self, inputs: object) -> object:
+            return 2 * inputs
+
+    inputs = keras.Input(shape=(3,))
+    path = tmp_path / "foreign.keras"
+    keras.Model(inputs, Doubling(name="doubling")(inputs)).save(path)
+    del keras.saving.get_custom_objects()["elsewhere>Doubling"]  # as in a Python that never defined it
+    with pytest.raises(ModelLoadError) as raised:
+        load_trained_vae(path)
+    message = str(raised.value)
+    assert message.startswith(f"cannot load the model {path}: Could not locate class 'Doubling'"), message
+    assert "elsewhere>Doubling" in message
+    assert "\n" not in message and "config" not in message and len(message) < 400, message
+
+
+@pytest.mark.slow
+def test_readme_snippet_loads_the_saved_model_in_a_fresh_python_and_plain_keras_names_the_missing_layer(
+    tmp_path: Path,
+) -> None:
+    """``keras.models.load_model`` without ``import pipeline`` fails on the Sampling layer; the README's
+    snippet, run as written in a fresh interpreter, loads the file."""
+    (tmp_path / "models").mkdir()
+    build_vae(LATENT_DIM, 16, seed=0).save(tmp_path / "models" / "vae.keras")
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "load_model" in block)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    plain = subprocess.run([sys.executable, "-c", "import keras; keras.models.load_model('models/vae.keras')"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert plain.returncode != 0 and "Could not locate class 'Sampling'" in plain.stderr
+    documented = subprocess.run([sys.executable, "-c", snippet + "\nprint(vae.get_layer('encoder').name)"],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert documented.returncode == 0, documented.stderr[-2000:]
+    assert documented.stdout.strip().splitlines()[-1] == "encoder"
 
 
 def test_decoder_logits_takes_a_bare_latent_tensor_without_warning(vae: keras.Model) -> None:

@@ -9,6 +9,7 @@ from typing import get_args
 
 import pydantic
 import pytest
+from helpers import REPO_ROOT
 
 from pipeline.core.params import STAGE_PARAMS, DatasetName, Params, ParamsError, load_params
 from pipeline.data.datasets import DATASETS
@@ -21,6 +22,8 @@ BAD_PARAMS = {
     "mirrors-a-string": ("data:\n  mirrors: a string\n", "data.mirrors", "valid tuple"),
     "latent-dim-zero": ("model:\n  latent_dim: 0\n", "model.latent_dim", "greater than or equal to 1"),
     "latent-dim-fraction": ("model:\n  latent_dim: 2.5\n", "model.latent_dim", "valid integer"),
+    "conditional-a-number": ("model:\n  conditional: 1\n", "model.conditional", "valid boolean"),
+    "conditional-a-string": ("model:\n  conditional: 'yes'\n", "model.conditional", "valid boolean"),
     "epochs-negative": ("train:\n  epochs: -1\n", "train.epochs", "greater than or equal to 1"),
     "epochs-quoted": ("train:\n  epochs: '5'\n", "train.epochs", "valid integer"),
     "epochs-boolean": ("train:\n  epochs: true\n", "train.epochs", "valid integer"),
@@ -28,14 +31,23 @@ BAD_PARAMS = {
     "unknown-optimizer": ("train:\n  optimizer: adamw\n", "train.optimizer", "'rmsprop', 'adam' or 'sgd'"),
     "learning-rate-zero": ("train:\n  learning_rate: 0\n", "train.learning_rate", "greater than 0"),
     "learning-rate-nan": ("train:\n  learning_rate: .nan\n", "train.learning_rate", "greater than 0|finite"),
-    # YAML 1.1 reads 1e-3 (no dot) as a string; it must not be coerced silently.
-    "learning-rate-yaml11-string": ("train:\n  learning_rate: 1e-3\n", "train.learning_rate", "valid number"),
+    # A string in a number field stays an error, however numeric it looks once quoted.
+    "learning-rate-quoted-exponent": ("train:\n  learning_rate: '1e-3'\n", "train.learning_rate", "valid number"),
+    "learning-rate-word": ("train:\n  learning_rate: fast\n", "train.learning_rate", "valid number"),
+    "learning-rate-exponent-without-digits": ("train:\n  learning_rate: 1e-\n", "train.learning_rate", "valid number"),
+    "learning-rate-two-dots": ("train:\n  learning_rate: 1.0.0\n", "train.learning_rate", "valid number"),
+    "epochs-in-exponent-form": ("train:\n  epochs: 1e2\n", "train.epochs", "valid integer"),
     "beta-negative": ("train:\n  beta: -0.1\n", "train.beta", "greater than or equal to 0"),
     "is-samples-zero": ("evaluate:\n  is_samples: 0\n", "evaluate.is_samples", "greater than or equal to 1"),
     "grid-size-one": ("report:\n  grid_size: 1\n", "report.grid_size", "greater than or equal to 2"),
     "grid-dims-three": ("report:\n  grid_dims: [0, 1, 2]\n", "report.grid_dims", "at most 2 items"),
     "grid-dims-beyond-latent": (
-        "report:\n  grid_dims: [0, 5]\nmodel:\n  latent_dim: 2\n", "report.grid_dims", r"model\.latent_dim \(2\)"
+        "report:\n  grid_dims: [0, 5]\nmodel:\n  latent_dim: 2\n", "report.grid_dims",
+        r"model\.latent_dim 2.*e\.g\. \[0, 1\]",
+    ),
+    "grid-dims-beyond-latent-three": (
+        "report:\n  grid_dims: [3, 1]\nmodel:\n  latent_dim: 3\n", "report.grid_dims",
+        r"model\.latent_dim 3.*below 3",
     ),
     "negative-tolerance": (
         "check:\n  tolerances:\n    x:\n      tolerance: -1\n", "check.tolerances.x.tolerance",
@@ -61,6 +73,44 @@ BAD_PARAMS = {
     "grid-dims-equal": pytest.param(
         "report:\n  grid_dims: [0, 0]\n", "report.grid_dims", "distinct",
     ),
+    # Every seed fits NumPy's legacy seeding (keras.utils.set_random_seed): 0 .. 2**32 - 1.
+    "data-seed-beyond-32-bits": ("data:\n  seed: 4294967296\n", "data.seed", "less than or equal to 4294967295"),
+    "train-seed-beyond-32-bits": ("train:\n  seed: 4294967296\n", "train.seed", "less than or equal to 4294967295"),
+    "evaluate-seed-beyond-32-bits": (
+        "evaluate:\n  seed: 4294967296\n", "evaluate.seed", "less than or equal to 4294967295"),
+    "report-seed-beyond-32-bits": ("report:\n  seed: 18446744073709551616\n", "report.seed", "less than or equal"),
+    "train-seed-negative": ("train:\n  seed: -1\n", "train.seed", "greater than or equal to 0"),
+    # Sizes beyond what this pipeline can run (the bounds are explained in pipeline/core/params.py).
+    "epochs-too-many": ("train:\n  epochs: 10001\n", "train.epochs", "less than or equal to 10000"),
+    "batch-size-beyond-training-set": (
+        "train:\n  batch_size: 60001\n", "train.batch_size", "less than or equal to 60000"),
+    "intermediate-dim-too-wide": (
+        "model:\n  intermediate_dim: 4097\n", "model.intermediate_dim", "less than or equal to 4096"),
+    "latent-dim-wider-than-an-image": (
+        "model:\n  latent_dim: 785\n", "model.latent_dim", "less than or equal to 784"),
+    "elbo-samples-too-many": (
+        "evaluate:\n  elbo_samples: 10001\n", "evaluate.elbo_samples", "less than or equal to 10000"),
+    "is-samples-too-many": ("evaluate:\n  is_samples: 10001\n", "evaluate.is_samples", "less than or equal to 10000"),
+    "evaluate-batch-beyond-test-set": (
+        "evaluate:\n  batch_size: 10001\n", "evaluate.batch_size", "less than or equal to 10000"),
+    "grid-size-too-large": ("report:\n  grid_size: 101\n", "report.grid_size", "less than or equal to 100"),
+    "n-samples-too-many": ("report:\n  n_samples: 401\n", "report.n_samples", "less than or equal to 400"),
+    "n-reconstructions-too-many": (
+        "report:\n  n_reconstructions: 51\n", "report.n_reconstructions", "less than or equal to 50"),
+    "grid-range-infinite": ("report:\n  grid_range: [-.inf, 3]\n", "report.grid_range.0", "finite"),
+    # Valid one by one, not together: the error names every key involved and what would work.
+    "evaluate-draws-too-many-together": (
+        "evaluate:\n  batch_size: 10000\n  is_samples: 10000\n", "evaluate.batch_size",
+        r"evaluate\.is_samples.*model\.latent_dim.*use evaluate\.batch_size <= 1677\b",
+    ),
+    "evaluate-draws-wide-latent": (
+        "model:\n  latent_dim: 784\nevaluate:\n  is_samples: 10000\n", "evaluate.batch_size",
+        r"model\.latent_dim 784.*use evaluate\.batch_size <= 4\b",
+    ),
+    "train-activations-too-many-together": (
+        "model:\n  intermediate_dim: 4096\ntrain:\n  batch_size: 60000\n", "train.batch_size",
+        r"model\.intermediate_dim 4096.*use train\.batch_size <= 32768\b",
+    ),
     "learning-rate-infinite": pytest.param(
         "train:\n  learning_rate: .inf\n", "train.learning_rate", "finite",
     ),
@@ -68,6 +118,10 @@ BAD_PARAMS = {
         "train:\n  beta: .inf\n", "train.beta", "finite",
     ),
 }
+
+
+# YAML 1.2 floats that YAML 1.1 (PyYAML) reads as strings: no dot, no exponent sign, or a capital E.
+YAML_12_FLOATS = ["1e-5", "1e-05", "1E5", "+1e3", ".5e-3", "-1e-3", "1.0e5", "-.5E+3", "2e+1", "7.e-1"]
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -89,6 +143,30 @@ def test_bad_value_is_a_params_error_naming_the_file_the_dotted_key_and_what_is_
     assert re.search(allowed, message), message
 
 
+@pytest.mark.parametrize("number", YAML_12_FLOATS)
+def test_every_yaml_12_float_form_loads_as_a_number(tmp_path: Path, number: str) -> None:
+    params = load_params(_write(tmp_path, f"report:\n  grid_range: [{number}, 1e9]\n"))
+    assert params.report.grid_range == (float(number), 1e9)
+
+
+def test_yaml_11_numbers_keep_their_meaning(tmp_path: Path) -> None:
+    params = load_params(_write(tmp_path, "report:\n  grid_range: [-1.5e+1, 1_000.5]\ntrain:\n  epochs: 1_0\n"))
+    assert params.report.grid_range == (-15.0, 1000.5)
+    assert params.train.epochs == 10
+
+
+def test_learning_rate_set_by_dvc_exp_run_loads_as_the_number(tmp_path: Path) -> None:
+    """``dvc exp run -S train.learning_rate=1e-5`` rewrites params.yaml through this DVC function."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    apply_overrides(path, ["train.learning_rate=1e-5", "train.beta=2E-1", "report.grid_range=[-1e-1,2.5e+1]"])
+    assert re.search(r"^  learning_rate: 1e-05$", path.read_text(encoding="utf-8"), re.M)
+    params = load_params(path)
+    assert (params.train.learning_rate, params.train.beta, params.report.grid_range) == (1e-5, 0.2, (-0.1, 25.0))
+
+
 @pytest.mark.parametrize(
     ("text", "allowed"), [("train:\n  epoch: 5\n", "epochs"), ("trainer: {}\n", "evaluate")], ids=["key", "section"]
 )
@@ -96,6 +174,51 @@ def test_unknown_key_error_lists_the_keys_allowed_there(tmp_path: Path, text: st
     with pytest.raises(ParamsError) as raised:
         load_params(_write(tmp_path, text))
     assert allowed in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "model:\n  latent_dim: 2\nreport:\n  grid_dims: [0, 5]\n",
+        "evaluate:\n  batch_size: 10000\n  is_samples: 10000\n",
+        "model:\n  intermediate_dim: 4096\ntrain:\n  batch_size: 60000\n",
+        "model:\n  latent_dim: 1\n  conditional: true\n",
+    ],
+    ids=["grid-dims", "evaluate-draws", "train-activations", "conditional-1d"],
+)
+def test_params_that_conflict_are_named_by_dotted_key_without_a_dump_of_every_param(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ParamsError) as raised:
+        load_params(_write(tmp_path, text))
+    lines = str(raised.value).splitlines()[1:]
+    assert len(lines) == 1, lines
+    assert "(top level)" not in lines[0] and "{" not in lines[0] and "got" not in lines[0], lines[0]
+
+
+def test_every_conflict_is_reported_at_once(tmp_path: Path) -> None:
+    text = "model:\n  latent_dim: 2\nreport:\n  grid_dims: [0, 5]\n"
+    both = text + "evaluate:\n  batch_size: 10000\n  is_samples: 10000\n"
+    with pytest.raises(ParamsError) as raised:
+        load_params(_write(tmp_path, both))
+    keys = [line.split(":")[0].strip() for line in str(raised.value).splitlines()[1:]]
+    assert keys == ["report.grid_dims", "evaluate.batch_size"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "train:\n  seed: 4294967295\ndata:\n  seed: 4294967295\nevaluate:\n  seed: 4294967295\n",
+        "train:\n  epochs: 10000\n  batch_size: 60000\nmodel:\n  intermediate_dim: 512\n",
+        "model:\n  latent_dim: 784\n  intermediate_dim: 4096\nevaluate:\n  batch_size: 42\n",
+        "evaluate:\n  batch_size: 1677\n  is_samples: 10000\n  elbo_samples: 10000\n",
+        "model:\n  latent_dim: 1\n",  # report.grid_dims is not used by a 1-D latent space
+        "model:\n  latent_dim: 1\nreport:\n  grid_dims: [0, 7]\n",
+        "report:\n  grid_size: 100\n  n_samples: 400\n  n_reconstructions: 50\n",
+    ],
+    ids=["largest-seeds", "largest-training", "widest-model", "most-draws", "latent-1-default-grid",
+         "latent-1-any-grid", "largest-report"],
+)
+def test_values_at_the_bounds_are_accepted(tmp_path: Path, text: str) -> None:
+    load_params(_write(tmp_path, text))
 
 
 def test_duplicate_key_is_a_params_error(tmp_path: Path) -> None:
@@ -200,3 +323,22 @@ def test_stage_cli_prints_one_error_block_naming_the_key_exits_1_and_never_impor
     assert "pipeline.core.params" in modules
     assert not {name for name in modules if name.split(".")[0] in {"tensorflow", "keras", "jax", "torch"}}
     assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_seed_beyond_numpy_limit_fails_naming_the_key_before_tensorflow_loads(tmp_path: Path) -> None:
+    """The reported case: ``train.seed: 4294967296`` used to pass, load TensorFlow, then die in ``np.random.seed``."""
+    _write(tmp_path, "train:\n  seed: 4294967296\n")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipeline", "train", "--params", "params.yaml"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    messages = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()[1:]
+               if line.startswith("import time:")}
+    assert done.returncode == 1
+    assert messages == [
+        "train: error: params.yaml: invalid params:",
+        "  train.seed: Input should be less than or equal to 4294967295 (got 4294967296)",
+    ]
+    assert not {name for name in modules if name.split(".")[0] in {"tensorflow", "keras"}}

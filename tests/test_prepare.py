@@ -2,6 +2,8 @@
 
 import gzip
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,14 @@ def write_raw(raw_dir: Path, n_train: int = 200, n_test: int = 50, side: int = 4
     }
     for role, array in arrays.items():
         (folder / MNIST.files[role].name).write_bytes(idx_bytes(array))  # type: ignore[index]
+
+
+@pytest.fixture
+def tiny_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Describe "mnist" with the shapes ``write_raw`` gives its files, as prepare checks each file's shape."""
+    shapes = {"train_images": (200, 4, 4), "train_labels": (200,), "test_images": (50, 4, 4), "test_labels": (50,)}
+    files = {role: replace(idx_file, shape=shapes[role]) for role, idx_file in MNIST.files.items()}
+    monkeypatch.setitem(DATASETS, "mnist", replace(MNIST, files=files))
 
 
 def run_prepare(tmp_path: Path, raw: Path, val_fraction: float, seed: int = 42) -> tuple[int, Path, Path]:
@@ -116,7 +126,7 @@ def test_split_stats_count_every_class_including_absent_ones() -> None:
     assert stats["pixel_std"] == pytest.approx(float(np.std(x)), abs=1e-6)
 
 
-def test_stage_writes_splits_and_stats_and_removes_a_stale_val(tmp_path: Path) -> None:
+def test_stage_writes_splits_and_stats_and_removes_a_stale_val(tmp_path: Path, tiny_mnist: None) -> None:
     raw = tmp_path / "raw"
     write_raw(raw)
     code, out, stats_path = run_prepare(tmp_path, raw, 0.2)
@@ -136,7 +146,7 @@ def test_stage_writes_splits_and_stats_and_removes_a_stale_val(tmp_path: Path) -
 
 
 def test_stage_reports_a_missing_raw_file_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_mnist: None
 ) -> None:
     raw = tmp_path / "raw"
     write_raw(raw)
@@ -148,13 +158,30 @@ def test_stage_reports_a_missing_raw_file_in_one_line(
     assert error.count("\n") == 1
 
 
-def test_stage_rejects_a_corrupt_raw_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stage_rejects_a_corrupt_raw_file(tmp_path: Path, tiny_mnist: None, capsys: pytest.CaptureFixture[str]) -> None:
     raw = tmp_path / "raw"
     write_raw(raw)
     images = raw / "mnist" / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:-5])
     code, _, _ = run_prepare(tmp_path, raw, 0.0)
     assert code == 1 and "train-images-idx3-ubyte: truncated" in capsys.readouterr().err
+
+
+def test_stage_refuses_a_sparse_file_of_exactly_the_claimed_size_of_2_to_the_31_images_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reported case: the header matched the file's size, so prepare tried to allocate 1.5 TiB."""
+    raw = tmp_path / "raw"
+    write_raw(raw)
+    images = raw / "mnist" / MNIST.files["train_images"].name
+    header = bytes([0, 0, 0x08, 3]) + b"".join(size.to_bytes(4, "big") for size in (2**31, 28, 28))
+    images.write_bytes(header)
+    os.truncate(images, len(header) + 2**31 * 28 * 28)
+    code, out, stats = run_prepare(tmp_path, raw, 0.0)
+    error = capsys.readouterr().err
+    assert code == 1 and not stats.exists() and not out.exists()
+    assert error == (f"prepare: error: {images}: header declares shape (2147483648, 28, 28) of uint8, but "
+                     "train-images-idx3-ubyte of mnist is (60000, 28, 28) of uint8; download it again\n")
 
 
 def test_load_split_round_trips_what_save_split_wrote(tmp_path: Path) -> None:

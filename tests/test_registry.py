@@ -181,3 +181,16 @@ def test_check_promote_against_a_git_revision_tags_the_commit_it_names(client: o
     assert tags["gate.baseline"] == "HEAD:reports/metrics.json"
     assert tags["gate.baseline_commit"] == git("rev-parse", "HEAD")
     assert tags["gate.delta.test_neg_elbo"] == "-0.25"
+
+
+def test_check_promote_across_model_kinds_compares_when_allowed_but_registers_nothing(
+        client: object, project: Path, capsys: pytest.CaptureFixture) -> None:
+    """A conditional decoder takes a label input the champion's users do not send: never promoted over a VAE."""
+    (project / "model.json").write_text(json.dumps({"kind": "cvae", "likelihood": "p(x|y)", "num_classes": 10}))
+    assert _check(project, 90.0, "--promote") == 1
+    assert "cannot compare: the baseline is from the unconditional VAE" in capsys.readouterr().err
+    assert _check(project, 90.0, "--promote", "--allow-model-change") == 1
+    captured = capsys.readouterr()
+    assert "**Models differ:**" in captured.out and "**Gate passed:**" in captured.out
+    assert captured.err.startswith("check: error: not promoting: the baseline is from the unconditional VAE")
+    assert client.search_registered_models() == []

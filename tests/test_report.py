@@ -17,6 +17,7 @@ from pipeline.report import (
     EXPLORER_FILE,
     HTML_FILE,
     ReportError,
+    captions,
     draw_figures,
     main,
     read_history,
@@ -113,10 +114,16 @@ class LinearCodec:
     def latent_dim(self) -> int:
         return self.encode_weights.shape[1]
 
-    def encode_mean(self, images: np.ndarray) -> np.ndarray:
+    @property
+    def num_classes(self) -> int:
+        return 0
+
+    def encode_mean(self, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        assert labels is None, "an unconditional model is never given labels"
         return images @ self.encode_weights
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
+    def decode(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        assert labels is None, "an unconditional model is never given labels"
         return 1 / (1 + np.exp(-(np.asarray(z) @ self.decode_weights)))
 
     def decoder_dense_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -222,6 +229,51 @@ def test_latent_dim_three_report_decodes_and_plots_grid_dims_only() -> None:
     np.testing.assert_allclose(np.sort(scatter[:, 1]), np.sort(z_mean[:, 1]), rtol=1e-6)
 
 
+class RecordingCodec(LinearCodec):
+    """Keeps every batch of latent points it decodes."""
+
+    def __init__(self, latent_dim: int) -> None:
+        linear = fake_vae(latent_dim)
+        super().__init__(linear.encode_weights, linear.decode_weights)
+        object.__setattr__(self, "decoded", [])
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        self.decoded.append(np.array(z))
+        return super().decode(z)
+
+
+def test_latent_dim_one_report_decodes_a_strip_along_z1_and_histograms_z_mean_by_class() -> None:
+    """``model.latent_dim: 1`` with the default ``report.grid_dims: [0, 1]``: grid_dims is not used."""
+    vae = RecordingCodec(1)
+    x, y = sample_data()
+    params = small_params(latent_dim=1)
+    drawn = draw_figures(params.report, vae, x, vae.encode_mean(x), y, [str(k) for k in range(10)],
+                         {"epoch": [1], "loss": [1.0], "neg_elbo": [1.0], "kl_loss": [1.0]})
+    strip = vae.decoded[0]
+    np.testing.assert_allclose(strip, np.linspace(-3.0, 3.0, 6, dtype=np.float32)[:, None])
+    [image] = drawn["manifold.png"].axes[0].get_images()
+    assert image.get_array().shape == (28, 6 * 28)
+    np.testing.assert_allclose(image.get_array()[:, :28], vae.decode(strip[:1]).reshape(28, 28), rtol=1e-6)
+    histogram = drawn["latent_scatter.png"].axes[0]
+    heights = [sum(patch.get_height() for patch in container.patches) for container in histogram.containers]
+    assert heights == [float(np.sum(y == k)) for k in range(10)]  # one stacked layer per class, every image counted
+    assert histogram.get_xlabel() == "$z_{1}$"
+
+
+def test_latent_dim_one_report_has_the_fixed_pixel_sizes_and_captions_of_a_1d_space(tmp_path: Path) -> None:
+    written = write_fake_report(tmp_path, latent_dim=1)
+    assert sorted(path.name for path in written) == sorted([*FIGURE_SIZES, EXPLORER_FILE, HTML_FILE])
+    sizes = {**FIGURE_SIZES, "manifold.png": figures.STRIP_SIZE}
+    for name, (width, height) in sizes.items():
+        with Image.open(tmp_path / name) as picture:
+            assert picture.size == (round(width * figures.DPI), round(height * figures.DPI)), name
+            assert np.asarray(picture.convert("L"), dtype=float).std() > 5.0, name
+    page = (tmp_path / HTML_FILE).read_text(encoding="utf-8")
+    for name in sizes:
+        assert html.escape(captions(1)[name]) in page
+    assert captions(1)["manifold.png"] != captions(2)["manifold.png"]
+
+
 def test_grid_dims_beyond_the_models_latent_dims_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="grid_dims"):
         write_report(small_params(latent_dim=3, grid_dims=(2, 1)), fake_vae(2), *sample_data(), {}, {}, "run",
@@ -250,8 +302,9 @@ def test_bad_params_and_missing_inputs_fail_before_the_model_is_loaded(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("latent_dim", [2, 1])
 def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, latent_dim: int) -> None:
     from mlflow.tracking import MlflowClient
 
     from pipeline.data.splits import save_split
@@ -262,11 +315,12 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
     monkeypatch.chdir(tmp_path)
     x, y = sample_data(60)
     save_split(tmp_path / "prepared", "test", x, y)
-    build_vae(2, 16, seed=0).save(tmp_path / "vae.keras")
+    build_vae(latent_dim, 16, seed=0).save(tmp_path / "vae.keras")
     (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
     (tmp_path / "history.csv").write_text(HISTORY_CSV)
     (tmp_path / "params.yaml").write_text(
-        "data:\n  dataset: fashion_mnist\nreport:\n  grid_size: 5\n  n_samples: 9\n  n_reconstructions: 4\n")
+        f"data:\n  dataset: fashion_mnist\nmodel:\n  latent_dim: {latent_dim}\n"
+        "report:\n  grid_size: 5\n  n_samples: 9\n  n_reconstructions: 4\n")
     with runs.training_run("report-test", {"model.latent_dim": 2}, {}) as run:
         pass
     runs.write_run_ref(tmp_path / "run.json", run)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -112,6 +113,58 @@ def test_configure_without_tracking_uri_uses_store_of_real_root_from_temporary_c
     assert mlflow.get_tracking_uri() == uri
 
 
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        ("sqlite:///mlflow.db", "sqlite:///{root}/mlflow.db"),
+        ("sqlite:///stores/team.db?timeout=30", "sqlite:///{root}/stores/team.db?timeout=30"),
+        ("file:mlruns", "file://{root}/mlruns"),
+        ("file:./mlruns", "file://{root}/mlruns"),
+        ("mlruns", "{root}/mlruns"),
+        ("./mlruns", "{root}/mlruns"),
+    ],
+)
+def test_relative_tracking_uri_is_taken_against_the_project_root_from_a_temporary_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: str, expected: str
+) -> None:
+    """DVC runs ``--temp`` and queued experiments in a copy it deletes: a store there would be lost."""
+    copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(copy))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", relative)
+    assert store.configure() == expected.format(root=(tmp_path / "repo").resolve())
+
+
+@pytest.mark.parametrize(
+    "uri", ["sqlite:////abs/mlflow.db", "sqlite://", "sqlite:///:memory:", "file:///abs/mlruns",
+            "postgresql://user@db.example/mlflow", "https://mlflow.example", "databricks", "/abs/mlruns"],
+)
+def test_absolute_or_remote_tracking_uri_is_kept(uri: str) -> None:
+    assert store.anchored_tracking_uri(uri, Path("/x/repo")) == uri
+
+
+def test_relative_sqlite_uri_lands_the_run_in_the_project_store_not_in_the_temporary_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path
+) -> None:
+    """The reported case: MLFLOW_TRACKING_URI=sqlite:///mlflow.db and dvc exp run --temp lost the run."""
+    root = tmp_path / "repo"
+    copy = root / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    shutil.copyfile(empty_store, root / "mlflow.db")
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(copy))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    with runs.training_run("vae-relative", {}, {}) as ref:
+        pass
+    runs.write_run_ref(copy / "run.json", ref)
+    assert ref.tracking_uri == f"sqlite:///{root.resolve()}/mlflow.db"
+    assert not (copy / "mlflow.db").exists()
+    stored = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db").get_run(ref.run_id)
+    assert stored.info.status == "FINISHED"
+    assert runs.open_training_run(copy / "run.json") == ref
+
+
 def test_configure_prefers_mlflow_tracking_uri(sqlite_store: str) -> None:
     assert runs.configure(root=Path("/elsewhere")) == sqlite_store
     assert mlflow.get_tracking_uri() == sqlite_store
@@ -178,6 +231,92 @@ def test_git_tags_name_commit_and_whether_tracked_files_changed(tmp_path: Path) 
     assert runs.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "false"}
     (repo / "params.yaml").write_text("train:\n  epochs: 2\n")
     assert runs.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "true"}
+
+
+DVC_YAML = """\
+stages:
+  build:
+    cmd: python code.py
+    deps: [code.py]
+    outs:
+      - models/model.bin
+      - data/prepared
+    metrics:
+      - reports/metrics.json:
+          cache: false
+    plots:
+      - reports/history.csv:
+          cache: false
+"""
+REWRITTEN_BY_DVC = ["dvc.lock", "reports/metrics.json", "reports/history.csv", ".gitignore", "models/.gitignore",
+                    "models/model.bin", "data/prepared/train.npz"]
+
+
+def dvc_project(root: Path) -> str:
+    """A repository with a dvc.yaml and every file DVC may rewrite committed; return the commit."""
+    git_repo(root)
+    (root / "dvc.yaml").write_text(DVC_YAML)
+    (root / "code.py").write_text("print('v1')\n")
+    for path in REWRITTEN_BY_DVC:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text("committed\n")
+    git(root, "add", "-f", ".")
+    git(root, "commit", "-q", "-m", "project")
+    return git(root, "rev-parse", "HEAD")
+
+
+@pytest.mark.parametrize("path", REWRITTEN_BY_DVC)
+def test_files_dvc_rewrites_do_not_make_the_work_tree_dirty(tmp_path: Path, path: str) -> None:
+    """dvc.lock, the stages' outputs (files, files in output folders, git-tracked metrics and plots) and
+    .gitignore files change under ``dvc repro`` before train starts: not a change to the code."""
+    repo = tmp_path / "repo"
+    commit = dvc_project(repo)
+    (repo / path).write_text("rewritten by dvc\n")
+    git(repo, "add", "-f", path)  # staged or not, the same
+    assert runs.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "false"}
+
+
+@pytest.mark.parametrize("path", ["code.py", "params.yaml", "dvc.yaml", "reports/other.json"])
+def test_any_other_tracked_change_still_makes_the_work_tree_dirty(tmp_path: Path, path: str) -> None:
+    repo = tmp_path / "repo"
+    dvc_project(repo)
+    if path == "reports/other.json":
+        (repo / path).write_text("{}\n")
+        git(repo, "add", path)
+        git(repo, "commit", "-q", "-m", "another report")
+    (repo / "dvc.lock").write_text("rewritten by dvc\n")
+    (repo / path).write_text((repo / path).read_text() + "# changed\n")
+    assert runs.git_tags(repo)["git.dirty"] == "true"
+
+
+def test_a_real_dvc_repro_leaves_the_work_tree_clean(tmp_path: Path) -> None:
+    """The reported case: in a fresh clone the stages before train rewrite dvc.lock and .gitignore."""
+    repo = tmp_path / "repo"
+    git_repo(repo)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True, capture_output=True)
+    (repo / "code.py").write_text(
+        "import pathlib, time\n"
+        "pathlib.Path('models').mkdir(exist_ok=True)\n"
+        "pathlib.Path('models/model.bin').write_text(str(time.time()))\n"
+        "pathlib.Path('data/prepared').mkdir(parents=True, exist_ok=True)\n"
+        "pathlib.Path('data/prepared/train.npz').write_text(str(time.time()))\n"
+        "pathlib.Path('reports').mkdir(exist_ok=True)\n"
+        "pathlib.Path('reports/metrics.json').write_text('{\"t\": %f}' % time.time())\n"
+        "pathlib.Path('reports/history.csv').write_text('epoch\\n1\\n')\n"
+    )
+    (repo / "dvc.yaml").write_text(DVC_YAML.replace("python code.py", f"{sys.executable} code.py"))
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    for committed in ("reports/metrics.json", "reports/history.csv", ".gitignore"):
+        (repo / committed).parent.mkdir(parents=True, exist_ok=True)
+        (repo / committed).write_text("")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "project")
+    done = subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert git(repo, "status", "--porcelain", "--untracked-files=no"), "dvc repro changed no tracked file"
+    assert runs.git_tags(repo)["git.dirty"] == "false"
+    (repo / "code.py").write_text((repo / "code.py").read_text() + "# changed\n")
+    assert runs.git_tags(repo)["git.dirty"] == "true"
 
 
 def test_git_tags_outside_a_repository_say_unknown(tmp_path: Path) -> None:
@@ -280,13 +419,51 @@ def test_read_run_ref_of_missing_or_garbled_file_raises_tracking_error(
         runs.read_run_ref(path)
 
 
-def test_open_training_run_of_run_absent_from_store_names_the_store(tmp_path: Path, sqlite_store: str) -> None:
+@pytest.mark.parametrize("store_file", ["present", "absent"])
+def test_open_training_run_of_run_absent_from_store_says_where_it_was_recorded_and_how_to_train_again(
+    tmp_path: Path, sqlite_store: str, store_file: str
+) -> None:
+    """A model restored from DVC's run cache names the run that first trained it, maybe in another store."""
+    if store_file == "absent":
+        (tmp_path / "mlflow.db").unlink()
     path = tmp_path / "run.json"
     runs.write_run_ref(path, RunRef("0" * 32, "1", "sqlite:////elsewhere/mlflow.db"))
     with pytest.raises(TrackingError) as raised:
         runs.open_training_run(path)
-    assert "0" * 32 in str(raised.value)
-    assert sqlite_store in str(raised.value)
+    assert str(raised.value) == (
+        f"run {'0' * 32} from {path} is not in the tracking store {sqlite_store} (it was recorded in "
+        "sqlite:////elsewhere/mlflow.db); to train again and record a new one: "
+        "dvc repro --force --single-item train, then dvc repro"
+    )
+    assert not (tmp_path / "mlflow.db").exists() or store_file == "present"
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "report"])
+def test_stage_reading_a_run_the_store_lacks_fails_with_one_line_before_loading_the_model(
+    tmp_path: Path, sqlite_store: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    stage: str,
+) -> None:
+    import importlib
+
+    from pipeline.data.splits import save_split
+
+    monkeypatch.setitem(sys.modules, "pipeline.model.loading", None)  # a tripwire: loading the model raises
+    save_split(tmp_path / "prepared", "test", np.zeros((3, 784), np.float32), np.zeros(3, np.uint8))
+    (tmp_path / "vae.keras").write_bytes(b"never read")
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "history.csv").write_text("epoch,loss,neg_elbo,kl_loss\n1,1.0,1.0,1.0\n")
+    (tmp_path / "params.yaml").write_text("")
+    runs.write_run_ref(tmp_path / "run.json", RunRef("0" * 32, "1", sqlite_store))
+    extra = ["--metrics", "metrics.json"] + (["--history", "history.csv", "--out", "out"] if stage == "report" else
+                                             ["--per-class", "out/per_class.csv"])
+    code = importlib.import_module(f"pipeline.{stage}").main(
+        ["--prepared", "prepared", "--model", "vae.keras", "--run", "run.json", *extra])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith(f"{stage}: error: run {'0' * 32} from run.json is not in"), err
+    assert err.rstrip().endswith("to train again and record a new one: dvc repro --force --single-item train, "
+                                 "then dvc repro")
+    assert not (tmp_path / "out").exists()
 
 
 def test_open_training_run_returns_recorded_run(tmp_path: Path) -> None:

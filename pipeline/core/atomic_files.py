@@ -4,7 +4,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +15,22 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
     The temporary name keeps the target's suffix, so writers that check it (``.keras``, ``.npz``)
     accept it. On any exception, ``KeyboardInterrupt`` included, the temporary file is removed.
+    An ``OSError`` (disk full, read-only, ...) that names no file, or the temporary, is made to name
+    ``target``, so the one line a stage prints says which output could not be written.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.stem}.tmp-{uuid.uuid4().hex[:8]}{target.suffix}")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         yield temporary
         os.replace(temporary, target)
+    except OSError as error:
+        if error.filename is None or str(error.filename) == str(temporary):
+            error.filename, error.filename2 = str(target), None
+        raise
     finally:
-        temporary.unlink(missing_ok=True)
+        with suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 def write_bytes(target: Path, data: bytes) -> None:

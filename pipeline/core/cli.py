@@ -5,10 +5,15 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.core import interrupts
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import MODEL_FILE, PARAMS_FILE, PREPARED_DIR, RUN_FILE
+from pipeline.core.quiet import VERBOSE_ENV, make_verbose
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
@@ -20,12 +25,22 @@ def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--params", type=Path, default=PARAMS_FILE, help=f"params file (default: {PARAMS_FILE})"
     )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help=f"show TensorFlow's and MLflow's own output too (or set {VERBOSE_ENV}=1)")
     return parser
 
 
 def show_progress(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether to report progress: only for a person watching a terminal, never in CI."""
     return sys.stderr.isatty() and not environ.get("CI")
+
+
+def progress_bar(total: int, description: str, unit: str) -> "tqdm":
+    """A tqdm bar on stderr, shown only where ``show_progress`` says a person is watching."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=not show_progress(),
+                leave=False, dynamic_ncols=True)
 
 
 def add_model_paths(parser: argparse.ArgumentParser) -> None:
@@ -35,16 +50,31 @@ def add_model_paths(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, default=RUN_FILE, help="the JSON naming the MLflow training run")
 
 
+def os_error_line(error: OSError) -> str:
+    """``path: cause`` (``path -> other: cause`` for a move), or the cause alone when no path is known."""
+    cause = error.strerror or str(error) or type(error).__name__
+    if error.filename is None:
+        return cause
+    other = f" -> {error.filename2}" if error.filename2 is not None else ""
+    return f"{error.filename}{other}: {cause}"
+
+
 def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
               argv: Sequence[str] | None) -> int:
-    """Parse ``argv``, run ``body``; report a ``PipelineError`` or Ctrl-C as one line and an exit code."""
+    """Parse ``argv``, run ``body``; report a ``PipelineError``, an ``OSError`` on an input or output
+    (disk full, read-only, permission denied, not a directory, ...) or Ctrl-C as one line and an exit code."""
     args = parser.parse_args(argv)
+    if args.verbose:
+        make_verbose()
     # A shell that starts a job in the background ignores SIGINT in it; a stage must still stop cleanly.
     previous = interrupts.install()
     try:
         body(args)
     except PipelineError as error:
         print(f"{stage}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as error:
+        print(f"{stage}: error: {os_error_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"{stage}: interrupted; no partial output was kept", file=sys.stderr)

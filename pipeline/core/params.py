@@ -10,9 +10,11 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import PARAMS_FILE
+from pipeline.core.strict_yaml import load_yaml
 
 DatasetName = Literal["mnist", "fashion_mnist"]
 """The datasets ``pipeline.data.datasets`` describes (a test keeps the two in step)."""
@@ -26,6 +28,28 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
 }
 """The params each DVC stage reads, in pipeline order: dvc.yaml lists the same (a test checks), so a change
 reruns exactly the stages it affects. A key is ``section`` (all of it) or ``section.key``."""
+
+
+# Limits of what consumes each param, checked before any work starts (the errors name the dotted key).
+MAX_SEED = 2**32 - 1
+"""``keras.utils.set_random_seed`` seeds NumPy's legacy generator, which takes 0 .. 2**32 - 1; every section's
+seed shares the bound, so a seed that works in one section works in all."""
+MAX_EPOCHS = 10_000
+"""About 1.2 s an epoch on 2 CPU cores: 10 000 epochs is over 3 hours, each a row of the history and its plots."""
+TRAIN_SET_SIZE = 60_000
+"""Training images in either dataset: a larger batch would be the whole set, so it bounds train.batch_size."""
+TEST_SET_SIZE = 10_000
+"""Test images in either dataset: evaluate never scores more in one batch."""
+IMAGE_PIXELS = 784
+"""A latent space is a compression of the 28 × 28 image: no wider than its pixels."""
+MAX_INTERMEDIATE_DIM = 4096
+"""evaluate decodes up to 25 000 latent points in one compiled call: 4096 hidden units make that ~400 MB."""
+MAX_SAMPLES = 10_000
+"""Monte Carlo draws per test image: each one decodes the whole test set, 50 × the default's time at the bound."""
+MAX_LATENT_DRAWS = 2**25
+"""evaluate holds batch_size × samples × latent_dim normal draws per batch, twice over: 128 MiB of float32 each."""
+MAX_HIDDEN_ACTIVATIONS = 2**27
+"""A training step holds several batch_size × intermediate_dim tensors (activations, gradients): 512 MiB each."""
 
 
 class ParamsError(PipelineError):
@@ -42,38 +66,42 @@ class DataParams(_Section):
         default=(), description="Sources tried in order; empty means the dataset's public mirrors."
     )
     val_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
-    seed: int = Field(default=42, ge=0)
+    seed: int = Field(default=42, ge=0, le=MAX_SEED)
 
 
 class ModelParams(_Section):
-    latent_dim: int = Field(default=2, ge=1)
-    intermediate_dim: int = Field(default=256, ge=1)
+    latent_dim: int = Field(default=2, ge=1, le=IMAGE_PIXELS)
+    intermediate_dim: int = Field(default=256, ge=1, le=MAX_INTERMEDIATE_DIM)
+    conditional: bool = Field(
+        default=False, description="The conditional VAE (Sohn et al. 2015): encoder and decoder also see the label."
+    )
 
 
 class TrainParams(_Section):
-    epochs: int = Field(default=5, ge=1)
-    batch_size: int = Field(default=100, ge=1)
+    epochs: int = Field(default=5, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(default=100, ge=1, le=TRAIN_SET_SIZE)
     optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
     learning_rate: float = Field(default=0.001, gt=0.0)
     beta: float = Field(default=0.1, ge=0.0)
-    seed: int = Field(default=42, ge=0)
+    seed: int = Field(default=42, ge=0, le=MAX_SEED)
     experiment: str = Field(default="vae-mnist", min_length=1)
 
 
 class EvaluateParams(_Section):
-    elbo_samples: int = Field(default=10, ge=1)
-    is_samples: int = Field(default=200, ge=1)
-    batch_size: int = Field(default=500, ge=1)
-    seed: int = Field(default=0, ge=0)
+    elbo_samples: int = Field(default=10, ge=1, le=MAX_SAMPLES)
+    is_samples: int = Field(default=200, ge=1, le=MAX_SAMPLES)
+    batch_size: int = Field(default=500, ge=1, le=TEST_SET_SIZE)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
 
 class ReportParams(_Section):
+    # The figures have a fixed size: beyond these bounds their tiles shrink below a few pixels.
     grid_size: int = Field(default=30, ge=2, le=100)
     grid_range: tuple[float, float] = (-3.0, 3.0)
-    grid_dims: tuple[int, int] = (0, 1)
+    grid_dims: tuple[int, int] = Field(default=(0, 1), description="Unused when model.latent_dim is 1.")
     n_reconstructions: int = Field(default=10, ge=1, le=50)
     n_samples: int = Field(default=100, ge=1, le=400)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
     @field_validator("grid_range")
     @classmethod
@@ -128,12 +156,10 @@ class Params(_Section):
     check: CheckParams = CheckParams()
 
     @model_validator(mode="after")
-    def _grid_dims_within_latent(self) -> "Params":
-        if max(self.report.grid_dims) >= self.model.latent_dim:
-            raise ValueError(
-                f"report.grid_dims {list(self.report.grid_dims)} must index model.latent_dim "
-                f"({self.model.latent_dim}) dimensions"
-            )
+    def _consistent(self) -> "Params":
+        conflicts = conflicting_params(self)
+        if conflicts:
+            raise PydanticCustomError(CONFLICT, "{conflicts}", {"conflicts": conflicts})
         return self
 
     def flat(self) -> dict[str, Any]:
@@ -154,6 +180,40 @@ class Params(_Section):
     def section(self, name: str) -> dict[str, Any]:
         """One section's params as ``{"section.key": value}``."""
         return dict(flatten(getattr(self, name).model_dump(mode="json"), f"{name}."))
+
+
+CONFLICT = "params_conflict"
+"""The pydantic error type of params valid one by one but not together; its context lists (dotted key, reason)."""
+
+
+def conflicting_params(params: Params) -> list[tuple[str, str]]:
+    """Params valid one by one that do not work together: ``(dotted key to change, why and what would work)``.
+
+    The single-key bounds keep every suggested value >= 1 (at most 10 000 samples × 784 latent dimensions).
+    """
+    conflicts = []
+    latent_dim, dims = params.model.latent_dim, list(params.report.grid_dims)
+    if latent_dim > 1 and max(dims) >= latent_dim:  # a 1-D latent space is drawn along z1 alone
+        conflicts.append(("report.grid_dims", f"{dims} are not two of the model.latent_dim {latent_dim} dimensions; "
+                                              f"use two distinct dimensions below {latent_dim}, e.g. [0, 1]"))
+    if params.model.conditional and latent_dim == 1:  # the per-class manifolds are drawn on a latent plane
+        conflicts.append(("model.latent_dim", "1 has no latent plane for the conditional VAE's per-class manifolds; "
+                                              "use model.latent_dim >= 2 or model.conditional: false"))
+    evaluate = params.evaluate
+    samples = max(evaluate.elbo_samples, evaluate.is_samples)
+    draws = evaluate.batch_size * samples * latent_dim
+    if draws > MAX_LATENT_DRAWS:
+        conflicts.append(("evaluate.batch_size", (
+            f"{evaluate.batch_size} images × {samples} samples (evaluate.is_samples or elbo_samples) × "
+            f"model.latent_dim {latent_dim} = {draws} latent draws per batch, more than {MAX_LATENT_DRAWS}; "
+            f"use evaluate.batch_size <= {MAX_LATENT_DRAWS // (samples * latent_dim)}")))
+    activations = params.train.batch_size * params.model.intermediate_dim
+    if activations > MAX_HIDDEN_ACTIVATIONS:
+        conflicts.append(("train.batch_size", (
+            f"{params.train.batch_size} images × model.intermediate_dim {params.model.intermediate_dim} = "
+            f"{activations} hidden activations per step, more than {MAX_HIDDEN_ACTIVATIONS}; "
+            f"use train.batch_size <= {MAX_HIDDEN_ACTIVATIONS // params.model.intermediate_dim}")))
+    return conflicts
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -180,6 +240,9 @@ def _allowed_keys(location: tuple[Any, ...]) -> list[str]:
 def _describe(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
+        if problem["type"] == CONFLICT:
+            lines += [f"  {key}: {reason}" for key, reason in problem["ctx"]["conflicts"]]
+            continue
         dotted = ".".join(str(part) for part in problem["loc"]) or "(top level)"
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":
@@ -211,26 +274,11 @@ def _lists_to_tuples(value: Any) -> Any:
     return value
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice in one mapping instead of keeping the last."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml; raise ``ParamsError`` naming the file and each bad key."""
     try:
         with open(path, encoding="utf-8") as stream:
-            raw = yaml.load(stream, Loader=_UniqueKeyLoader)
+            raw = load_yaml(stream)
     except OSError as error:
         raise ParamsError(f"cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:

@@ -13,11 +13,30 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 VERBOSE_ENV = "PIPELINE_VERBOSE"
+QUIET_DEFAULTS = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow's own INFO and WARNING lines
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # MLflow's INFO lines, e.g. on creating a store
+}
 
 
 def verbose(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether the user asked for third-party output (``PIPELINE_VERBOSE=1`` or a stage's ``-v``)."""
     return environ.get(VERBOSE_ENV, "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def apply_quiet_defaults() -> None:
+    """Set the third-party log levels to quiet, unless verbose or already chosen by the user."""
+    if not verbose():
+        for name, value in QUIET_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+
+
+def make_verbose() -> None:
+    """Turn verbose on for this process and its children, undoing the quiet defaults set here."""
+    os.environ[VERBOSE_ENV] = "1"
+    for name, value in QUIET_DEFAULTS.items():
+        if os.environ.get(name) == value:
+            del os.environ[name]
 
 
 @contextmanager

@@ -10,11 +10,13 @@ Role = Literal["train_images", "train_labels", "test_images", "test_labels"]
 
 @dataclass(frozen=True)
 class IdxFile:
-    """One IDX file as published: its name on a mirror (without ``.gz``) and its uncompressed digest."""
+    """One IDX file as published: its name on a mirror (without ``.gz``), its uncompressed digest and size,
+    and the shape of its unsigned bytes (``None`` where a file is not one of a known dataset)."""
 
     name: str
     sha256: str
     size: int
+    shape: tuple[int, ...] | None = None
 
     @property
     def gz_name(self) -> str:
@@ -39,7 +41,13 @@ def _idx_files(digests: dict[Role, tuple[str, int]]) -> dict[Role, IdxFile]:
         "test_images": "t10k-images-idx3-ubyte",
         "test_labels": "t10k-labels-idx1-ubyte",
     }
-    return {role: IdxFile(names[role], *digests[role]) for role in names}
+    shapes: dict[Role, tuple[int, ...]] = {  # MNIST and Fashion-MNIST share the layout
+        "train_images": (60_000, 28, 28),
+        "train_labels": (60_000,),
+        "test_images": (10_000, 28, 28),
+        "test_labels": (10_000,),
+    }
+    return {role: IdxFile(names[role], *digests[role], shape=shapes[role]) for role in names}
 
 
 DATASETS: dict[str, DatasetSpec] = {

@@ -1,9 +1,10 @@
 """Fetch one gzip-compressed IDX file from one source, verifying its content while it streams.
 
 A source is a local directory, a ``file://`` URL or an ``http(s)://`` URL that holds
-``<name>.gz``. The gzip stream is inflated chunk by chunk into a file the caller names (a
-temporary path), while its SHA-256 and size are checked against the pinned values; nothing
-is held in memory whole. Any failure raises ``SourceError`` with a one-line reason.
+``<name>.gz``; an HTTP source may redirect to another http(s) URL only. The gzip stream is
+inflated chunk by chunk into a file the caller names (a temporary path), while its SHA-256 and
+size are checked against the pinned values; nothing is held in memory whole. Any failure raises
+``SourceError`` with a one-line reason.
 """
 
 import hashlib
@@ -16,8 +17,10 @@ import urllib.request
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from email.message import Message
 from io import BufferedIOBase
 from pathlib import Path
+from typing import IO
 
 from pipeline.data.datasets import IdxFile
 
@@ -25,6 +28,7 @@ READ_CHUNK = 1 << 18
 INFLATE_CHUNK = 1 << 20
 GZIP_WBITS = 16 + zlib.MAX_WBITS
 USER_AGENT = "vae-pipeline-download/0.1"
+MAX_URL_SHOWN = 120
 
 Progress = Callable[[int], None]
 
@@ -35,6 +39,36 @@ class SourceError(Exception):
 
 class TransientError(SourceError):
     """A failure worth retrying: a refused or dropped connection, a timeout, HTTP 5xx or 429."""
+
+
+class RedirectRefusedError(SourceError):
+    """An HTTP source redirected to a scheme other than http(s); never followed, never retried."""
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http:// and https:// only.
+
+    urllib would follow one to ``ftp://`` (and retry it as a refused connection), and refuses
+    ``file://`` with an ``HTTPError`` that reads like a redirect loop; a mirror must not make the
+    client read its own disk or speak another protocol, so both are refused here, saying why.
+    """
+
+    def http_error_302(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                       headers: Message) -> IO[bytes] | None:
+        location = headers.get("location") or headers.get("uri")
+        if location is not None:
+            target = urllib.parse.urljoin(req.full_url, location.strip())
+            if _scheme(target) not in {"http", "https"}:
+                fp.close()
+                shown = target if len(target) <= MAX_URL_SHOWN else f"{target[:MAX_URL_SHOWN]}…"
+                raise RedirectRefusedError(f"HTTP {code} redirect to {shown} refused: only http:// and https:// "
+                                           "are followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
 
 
 def location(source: str, idx: IdxFile) -> str:
@@ -110,7 +144,9 @@ def _open(source: str, idx: IdxFile, timeout: float) -> Iterator[tuple[BufferedI
         location(source, idx), headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     )
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = _OPENER.open(request, timeout=timeout)
+    except RedirectRefusedError:
+        raise
     except urllib.error.HTTPError as error:
         error.close()
         failure = TransientError if error.code >= 500 or error.code == 429 else SourceError

@@ -1,4 +1,4 @@
-"""The gate's inputs: metrics files, and the baseline as a file or as committed at a git revision."""
+"""The gate's inputs: metrics files and their model kinds, the baseline as a file or as committed at a git revision."""
 
 import json
 import math
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.model_kind import ModelKind, parse_kind
 
 
 class CannotCompareError(PipelineError):
@@ -51,8 +52,31 @@ def read_baseline(baseline: str, metrics: Path) -> tuple[str, dict[str, float]]:
     return label, parse_metrics(text, label)
 
 
-def committed_file(revision: str, path: Path) -> tuple[str, str]:
-    """``(label, text)`` of ``path`` as committed at ``revision`` in the git repository holding it."""
+def read_model_kind(path: Path | None) -> ModelKind:
+    """The kind named in the ``model.json`` at ``path``; ``vae`` when there is none (metrics from before it)."""
+    if path is None or not Path(path).is_file():
+        return parse_kind(None, "")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise CannotCompareError(f"cannot read {path}: {error.strerror or error}") from None
+    return parse_kind(text, str(path))
+
+
+def baseline_model_kind(baseline: str, model_kind: Path, baseline_model_kind: Path | None) -> ModelKind:
+    """The baseline's model kind: from ``baseline_model_kind`` for a baseline file, else ``model_kind`` as
+    committed at revision ``baseline`` (``vae`` where either is absent)."""
+    if Path(baseline).is_file():
+        return read_model_kind(baseline_model_kind)
+    label, text = committed_file(baseline, model_kind, missing_ok=True)
+    return parse_kind(text, label)
+
+
+def committed_file(revision: str, path: Path, missing_ok: bool = False) -> tuple[str, str | None]:
+    """``(label, text)`` of ``path`` as committed at ``revision`` in the git repository holding it.
+
+    With ``missing_ok``, a path not committed there gives ``None`` as text instead of an error.
+    """
     folder = Path(path).resolve().parent
     top = Path(_git(["rev-parse", "--show-toplevel"], folder,
                     f"{path} is not inside a git repository; pass --baseline FILE").strip()).resolve()
@@ -60,6 +84,8 @@ def committed_file(revision: str, path: Path) -> tuple[str, str]:
     _git(["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], top,
          f"--baseline {revision!r} is neither a metrics file nor a git revision of {top}")
     label = f"{revision}:{relative}"
+    if missing_ok and subprocess.run(["git", "cat-file", "-e", label], cwd=top, capture_output=True).returncode:
+        return label, None
     text = _git(["show", label], top, f"no baseline: {relative} is not committed at {revision} "
                                       "(commit one, or pass --baseline FILE)")
     return label, text

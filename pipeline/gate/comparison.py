@@ -1,18 +1,23 @@
 """The gate's verdicts: each metric compared with its baseline under a tolerance, as a Markdown table.
 
-A move in the bad direction larger than the tolerance fails; so does a metric missing from either
-side or not finite. Metrics without a tolerance are shown for information only.
+A move in the bad direction larger than the tolerance fails; so does a metric missing or not finite
+on either side (there is nothing to compare), with the side named. Metrics without a tolerance are shown
+for information only.
 """
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from pipeline.core.params import Tolerance
 
-Verdict = Literal["ok", "better", "REGRESSED", "missing", "not finite", "info"]
-FAILING: frozenset[Verdict] = frozenset({"REGRESSED", "missing", "not finite"})
+Verdict = Literal[
+    "ok", "better", "REGRESSED", "info",
+    "baseline missing", "new missing", "baseline and new missing",
+    "baseline not finite", "new not finite", "baseline and new not finite",
+]
+PASSING: frozenset[Verdict] = frozenset({"ok", "better", "info"})
 ABSENT = "n/a"
 
 
@@ -34,7 +39,7 @@ class Row:
     @property
     def failed(self) -> bool:
         """Whether this row fails the gate."""
-        return self.verdict in FAILING
+        return self.verdict not in PASSING
 
 
 def compare_metrics(baseline: Mapping[str, float], new: Mapping[str, float],
@@ -49,19 +54,26 @@ def compare_metrics(baseline: Mapping[str, float], new: Mapping[str, float],
 
 
 def verdict(baseline: float | None, new: float | None, tolerance: Tolerance | None) -> Verdict:
-    """How one metric fares; a move of exactly the tolerance still passes."""
+    """How one metric fares; a move of exactly the tolerance still passes.
+
+    A gated metric missing or not finite (NaN, ±infinity; ``null`` reads as NaN) on either side cannot be
+    compared, so it fails, and the verdict names the side.
+    """
     if tolerance is None:
         return "info"
     if baseline is None or new is None:
-        return "missing"
-    if not math.isfinite(new):
-        return "not finite"
-    if not math.isfinite(baseline):
-        return "better"
+        return _sides(baseline is None, new is None, "missing")
+    if not (math.isfinite(baseline) and math.isfinite(new)):
+        return _sides(not math.isfinite(baseline), not math.isfinite(new), "not finite")
     worsening = baseline - new if tolerance.higher_is_better else new - baseline
     if worsening > tolerance.tolerance and not math.isclose(worsening, tolerance.tolerance):
         return "REGRESSED"
     return "better" if worsening < 0 else "ok"
+
+
+def _sides(baseline_bad: bool, new_bad: bool, problem: str) -> Verdict:
+    sides = " and ".join(side for side, bad in (("baseline", baseline_bad), ("new", new_bad)) if bad)
+    return cast(Verdict, f"{sides} {problem}")
 
 
 def _number(value: float | None, sign: str = "") -> str:
@@ -93,8 +105,9 @@ def failure_summary(rows: Sequence[Row]) -> str:
     return ", ".join(f"{row.metric} {row.verdict}" for row in rows if row.failed)
 
 
-def format_report(rows: Sequence[Row], new_label: str, baseline_label: str) -> str:
-    """Heading, table and outcome, ready for a terminal or ``$GITHUB_STEP_SUMMARY``."""
+def format_report(rows: Sequence[Row], new_label: str, baseline_label: str, note: str = "") -> str:
+    """Heading, ``note`` (a Markdown paragraph, if any), table and outcome, ready for a terminal or
+    ``$GITHUB_STEP_SUMMARY``."""
     gated = sum(row.tolerance is not None for row in rows)
     failures = failure_summary(rows)
     if failures:
@@ -103,4 +116,5 @@ def format_report(rows: Sequence[Row], new_label: str, baseline_label: str) -> s
         outcome = f"**Gate passed:** {gated} gated metric(s) within tolerance."
     else:
         outcome = "**Nothing gated:** params `check.tolerances` is empty."
-    return f"### Metrics gate: `{new_label}` vs `{baseline_label}`\n\n{format_table(rows)}\n\n{outcome}\n"
+    heading = f"### Metrics gate: `{new_label}` vs `{baseline_label}`\n\n" + (f"{note}\n\n" if note else "")
+    return f"{heading}{format_table(rows)}\n\n{outcome}\n"

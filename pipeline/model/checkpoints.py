@@ -29,11 +29,12 @@ class Variable(Protocol):
     def assign(self, value: np.ndarray) -> object: ...
 
 
-def fingerprint(config: object, data: np.ndarray) -> str:
-    """A digest of the training config and the training data."""
+def fingerprint(config: object, *data: np.ndarray) -> str:
+    """A digest of the training config and the training data (images, and labels when they are an input)."""
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    digest.update(repr((data.shape, data.dtype.str)).encode())
-    digest.update(np.ascontiguousarray(data).data)
+    for array in data:
+        digest.update(repr((array.shape, array.dtype.str)).encode())
+        digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()
 
 

@@ -1,12 +1,16 @@
 """Test-set likelihood metrics of a VAE: Monte Carlo ELBO and importance-sampled −log p(x).
 
 All terms are in nats per image, with log p(x|z) = −(binary cross-entropy summed over pixels),
-as in training. The noise for image ``i`` comes from its own generator seeded with
+as in training. For the conditional VAE every term is conditioned on the label y, which both
+q(z | x, y) and p(x | z, y) see, while the prior stays N(0, I) (Sohn et al. 2015, with the prior
+independent of y): the same formulas then give the −ELBO of log p(x | y) and an importance-sampled
+−log p(x | y). The noise for image ``i`` comes from its own generator seeded with
 ``(seed, stream, i)``, so the numbers depend on the seed and the images only, never on the
 batch size. Importing this module imports Keras (and so TensorFlow).
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -15,6 +19,7 @@ import tensorflow as tf
 
 from pipeline.model.loading import TrainedVae
 from pipeline.model.losses import kl_loss, reconstruction_loss
+from pipeline.model.vae import one_hot
 
 ELBO_STREAM, IS_STREAM = 0, 1
 MAX_ROWS = 25_000
@@ -68,23 +73,29 @@ class LikelihoodEstimator:
         self.moments = keras.Model(encoder.inputs, encoder.outputs[:2], name="posterior_moments")
         self.logits = trained.decoder_logits
         self.latent_dim = int(self.moments.outputs[0].shape[-1])
+        self.trained = trained
         self.max_rows = max_rows
         self._encode = tf.function(self._encode_eager, jit_compile=True)
         self._sample = tf.function(self._sample_eager, jit_compile=True)
 
-    def _encode_eager(self, images: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    def _encode_eager(self, images: tf.Tensor, labels: tf.Tensor | None) -> tuple[tf.Tensor, ...]:
         """(z_mean, z_log_var, KL, mean squared error of the decoder's mean output at z = z_mean)."""
-        z_mean, z_log_var = self.moments(images, training=False)
-        pixels = tf.sigmoid(self.logits(z_mean, training=False))
+        z_mean, z_log_var = self.moments(self._with(images, labels), training=False)
+        pixels = tf.sigmoid(self.logits(self._with(z_mean, labels), training=False))
         squared_error = tf.reduce_mean(tf.square(images - pixels), axis=-1)
         return z_mean, z_log_var, kl_loss(z_mean, z_log_var), squared_error
 
-    def _sample_eager(self, images: tf.Tensor, z_mean: tf.Tensor, z_log_var: tf.Tensor,
+    @staticmethod
+    def _with(first: tf.Tensor, labels: tf.Tensor | None) -> object:
+        return first if labels is None else [first, labels]
+
+    def _sample_eager(self, images: tf.Tensor, labels: tf.Tensor | None, z_mean: tf.Tensor, z_log_var: tf.Tensor,
                       noise: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """For noise (B, K, d): reconstruction loss and log importance weight of each z_k, each (B, K)."""
         batch, samples = tf.shape(noise)[0], tf.shape(noise)[1]
         z = z_mean[:, None, :] + tf.exp(0.5 * z_log_var)[:, None, :] * noise
-        logits = self.logits(tf.reshape(z, (-1, self.latent_dim)), training=False)
+        repeated = None if labels is None else tf.repeat(labels, samples, axis=0)  # row b·K + k is image b
+        logits = self.logits(self._with(tf.reshape(z, (-1, self.latent_dim)), repeated), training=False)
         logits = tf.reshape(logits, (batch, samples, -1))
         reconstruction = reconstruction_loss(tf.broadcast_to(images[:, None, :], tf.shape(logits)), logits)
         # log N(z; 0, I) − log N(z; μ, σ²): the 2π terms cancel.
@@ -93,14 +104,14 @@ class LikelihoodEstimator:
         )
         return reconstruction, log_prior_ratio - reconstruction
 
-    def _sampled_terms(self, images: np.ndarray, z_mean: tf.Tensor, z_log_var: tf.Tensor,
+    def _sampled_terms(self, images: np.ndarray, labels: tf.Tensor | None, z_mean: tf.Tensor, z_log_var: tf.Tensor,
                        noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``_sample`` over chunks of samples of at most ``max_rows`` rows, padded to one shape."""
         count, samples, _ = noise.shape
         chunk = max(1, min(samples, self.max_rows // count))
         padded = math.ceil(samples / chunk) * chunk
         noise = np.pad(noise, ((0, 0), (0, padded - samples), (0, 0)))
-        parts = [self._sample(images, z_mean, z_log_var, noise[:, start : start + chunk])
+        parts = [self._sample(images, labels, z_mean, z_log_var, noise[:, start : start + chunk])
                  for start in range(0, padded, chunk)]
         reconstruction, log_weights = (
             np.concatenate([part[i].numpy() for part in parts], axis=1) for i in (0, 1)
@@ -108,31 +119,38 @@ class LikelihoodEstimator:
         return reconstruction[:, :samples], log_weights[:, :samples]
 
     def score(self, images: np.ndarray, elbo_samples: int, is_samples: int, batch_size: int,
-              seed: int) -> ImageScores:
+              seed: int, labels: np.ndarray | None = None,
+              on_batch: Callable[[int], object] = lambda count: None) -> ImageScores:
         """Per-image terms: ``elbo_samples`` draws for the reconstruction term, ``is_samples`` for −log p(x).
 
-        The last partial batch is padded to ``batch_size`` so every call has one compiled shape.
+        A conditional model needs the class indices ``labels`` (n,) and then scores −log p(x | y);
+        ``LabelError`` otherwise. The last partial batch is padded to ``batch_size`` so every call
+        has one compiled shape. ``on_batch(count)`` hears of each batch's ``count`` images as it is done.
         """
+        self.trained.check_labels(labels, len(images))
         count = len(images)
         batch_size = min(batch_size, count)
+        onehot = None if labels is None else one_hot(labels, self.trained.num_classes)
         columns: dict[str, list[np.ndarray]] = {name: [] for name in ("z_mean", "kl", "se", "rec", "nll")}
         for start in range(0, count, batch_size):
             real = min(batch_size, count - start)
             batch = np.zeros((batch_size, images.shape[1]), dtype=np.float32)
             batch[:real] = images[start : start + real]
-            z_mean, z_log_var, kl, squared_error = self._encode(tf.constant(batch))
+            batch_labels = None if onehot is None else tf.constant(_padded(onehot[start : start + real], batch_size))
+            z_mean, z_log_var, kl, squared_error = self._encode(tf.constant(batch), batch_labels)
             elbo_noise, is_noise = (
                 np.pad(latent_noise(seed, stream, start, real, samples, self.latent_dim),
                        ((0, batch_size - real), (0, 0), (0, 0)))
                 for stream, samples in ((ELBO_STREAM, elbo_samples), (IS_STREAM, is_samples))
             )
-            reconstruction, _ = self._sampled_terms(batch, z_mean, z_log_var, elbo_noise)
-            _, log_weights = self._sampled_terms(batch, z_mean, z_log_var, is_noise)
+            reconstruction, _ = self._sampled_terms(batch, batch_labels, z_mean, z_log_var, elbo_noise)
+            _, log_weights = self._sampled_terms(batch, batch_labels, z_mean, z_log_var, is_noise)
             columns["z_mean"].append(z_mean.numpy()[:real])
             columns["kl"].append(kl.numpy()[:real])
             columns["se"].append(squared_error.numpy()[:real])
             columns["rec"].append(reconstruction[:real].mean(axis=1, dtype=np.float64))
             columns["nll"].append(-log_mean_exp(log_weights[:real]))
+            on_batch(real)
         joined = {name: np.concatenate(parts) for name, parts in columns.items()}
         return ImageScores(
             z_mean=joined["z_mean"],
@@ -141,3 +159,8 @@ class LikelihoodEstimator:
             nll_is=joined["nll"],
             squared_error=joined["se"].astype(np.float64),
         )
+
+
+def _padded(rows: np.ndarray, count: int) -> np.ndarray:
+    """``rows`` followed by zero rows up to ``count``."""
+    return np.pad(rows, ((0, count - len(rows)), (0, 0)))

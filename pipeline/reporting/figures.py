@@ -21,6 +21,7 @@ from pipeline.core.atomic_files import atomic_path
 
 DPI = 100
 MANIFOLD_SIZE = (9.5, 9.5)
+STRIP_SIZE = (12.0, 2.4)  # the manifold of a 1-D latent space: one row of tiles
 SCATTER_SIZE = (9.0, 7.5)
 RECONSTRUCTIONS_SIZE = (12.0, 3.0)
 SAMPLES_SIZE = (8.0, 8.5)
@@ -29,6 +30,7 @@ IMAGE_CMAP = "gray_r"  # ink dark on white paper: prints well
 CLASS_CMAP = "tab10"
 MAX_TICKS = 7  # odd, so an odd grid gets a tick at its centre tile
 SCATTER_SHUFFLE_SEED = 0
+HISTOGRAM_BINS = 60
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 
@@ -75,7 +77,16 @@ def manifold_grid(decode_fn: DecodeFn, grid_size: int, grid_range: Sequence[floa
     return tile_grid(decoded, grid_size, grid_size), z_values
 
 
-def _new_figure(size: tuple[float, float]) -> Figure:
+def manifold_strip(decode_fn: DecodeFn, grid_size: int, grid_range: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The manifold of a 1-D latent space: ``grid_size`` points along z₁ over ``grid_range``, decoded in one
+    call and laid out left to right with growing z₁: ``(image of one row of tiles, z values)``."""
+    z_values = np.linspace(grid_range[0], grid_range[1], grid_size)
+    decoded = np.asarray(decode_fn(z_values.astype(np.float32)[:, None]))
+    return tile_grid(decoded, 1, grid_size), z_values
+
+
+def new_figure(size: tuple[float, float]) -> Figure:
+    """An empty figure of ``size`` inches on its own Agg canvas, laid out by constrained layout."""
     figure = Figure(figsize=size, dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
@@ -88,7 +99,8 @@ def tick_tiles(grid_size: int) -> np.ndarray:
     return np.unique(np.concatenate([lower, grid_size - 1 - lower]))
 
 
-def _axis_label(dim: int) -> str:
+def axis_label(dim: int) -> str:
+    """The axis name of latent dimension ``dim`` counted from 0, as z₁, z₂, … in mathtext."""
     return f"$z_{{{dim + 1}}}$"
 
 
@@ -96,18 +108,58 @@ def manifold_figure(image: np.ndarray, z_values: np.ndarray, latent_dim: int, di
     """The decoded grid with z values ticked at tile centres; z grows rightwards and upwards."""
     grid_size = len(z_values)
     side = image.shape[0] // grid_size
-    figure = _new_figure(MANIFOLD_SIZE)
+    figure = new_figure(MANIFOLD_SIZE)
     axes = figure.add_subplot()
     axes.imshow(image, cmap=IMAGE_CMAP, vmin=0.0, vmax=1.0, interpolation="antialiased")
     ticks = tick_tiles(grid_size)
     centres = side * ticks + (side - 1) / 2
     axes.set_xticks(centres, [f"{z_values[k]:.2f}" for k in ticks])
     axes.set_yticks(centres, [f"{z_values[::-1][k]:.2f}" for k in ticks])
-    axes.set_xlabel(_axis_label(dims[0]))
-    axes.set_ylabel(_axis_label(dims[1]))
+    axes.set_xlabel(axis_label(dims[0]))
+    axes.set_ylabel(axis_label(dims[1]))
     others = ", other dimensions at 0" if latent_dim > 2 else ""
     axes.set_title(f"Decoded {grid_size}×{grid_size} grid of latent points "
-                   f"({_axis_label(dims[0])}, {_axis_label(dims[1])}){others}")
+                   f"({axis_label(dims[0])}, {axis_label(dims[1])}){others}")
+    return figure
+
+
+def manifold_strip_figure(image: np.ndarray, z_values: np.ndarray) -> Figure:
+    """The decoded strip of a 1-D latent space with z₁ ticked at tile centres, growing rightwards."""
+    grid_size = len(z_values)
+    side = image.shape[0]
+    figure = new_figure(STRIP_SIZE)
+    axes = figure.add_subplot()
+    axes.imshow(image, cmap=IMAGE_CMAP, vmin=0.0, vmax=1.0, interpolation="antialiased")
+    ticks = tick_tiles(grid_size)
+    axes.set_xticks(side * ticks + (side - 1) / 2, [f"{z_values[k]:.2f}" for k in ticks])
+    axes.set_yticks([])
+    axes.set_xlabel(axis_label(0))
+    axes.set_title(f"Decoded {grid_size} latent points along {axis_label(0)}, the only latent dimension")
+    return figure
+
+
+def latent_histogram_figure(z: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                            grid_range: Sequence[float]) -> Figure:
+    """Test-set ``z_mean`` of a 1-D latent space as a histogram stacked by class.
+
+    Dashed lines mark ``grid_range``, the stretch of z₁ the manifold strip decodes.
+    """
+    figure = new_figure(SCATTER_SIZE)
+    axes = figure.add_subplot()
+    n_classes = len(class_names)
+    cmap = colormaps[CLASS_CMAP].resampled(n_classes)
+    values = np.asarray(z, dtype=np.float64)[:, 0]
+    edges = np.histogram_bin_edges(values, bins=HISTOGRAM_BINS)
+    axes.hist([values[labels == k] for k in range(n_classes)], bins=edges, stacked=True,
+              color=[cmap(k) for k in range(n_classes)], label=list(class_names))
+    for index, bound in enumerate(grid_range):
+        axes.axvline(bound, linestyle="--", linewidth=1.0, color="black",
+                     label="manifold range" if index == 0 else None)
+    axes.legend(title="class", loc="upper right", fontsize="small")
+    axes.set_xlabel(axis_label(0))
+    axes.set_ylabel("test images")
+    axes.set_title(f"Encoder means z_mean of {len(labels)} test images, stacked by class")
+    axes.grid(True, linewidth=0.3, alpha=0.5)
     return figure
 
 
@@ -117,7 +169,7 @@ def latent_scatter_figure(z: np.ndarray, labels: np.ndarray, class_names: Sequen
 
     A dashed square marks ``grid_range``, the part of the plane the manifold figure decodes.
     """
-    figure = _new_figure(SCATTER_SIZE)
+    figure = new_figure(SCATTER_SIZE)
     axes = figure.add_subplot()
     order = np.random.default_rng(SCATTER_SHUFFLE_SEED).permutation(len(labels))  # no class hides the rest
     n_classes = len(class_names)
@@ -134,14 +186,15 @@ def latent_scatter_figure(z: np.ndarray, labels: np.ndarray, class_names: Sequen
                              linewidth=1.0, edgecolor="black", label="manifold grid"))
     axes.legend(loc="upper right")
     axes.set_aspect("equal")
-    axes.set_xlabel(_axis_label(dims[0]))
-    axes.set_ylabel(_axis_label(dims[1]))
+    axes.set_xlabel(axis_label(dims[0]))
+    axes.set_ylabel(axis_label(dims[1]))
     axes.set_title(f"Encoder means z_mean of {len(labels)} test images, by class")
     axes.grid(True, linewidth=0.3, alpha=0.5)
     return figure
 
 
-def _board_axes(figure: Figure, board: np.ndarray, title: str) -> Axes:
+def board_axes(figure: Figure, board: np.ndarray, title: str) -> Axes:
+    """Axes showing a board of tiled images, without x ticks."""
     axes = figure.add_subplot()
     axes.imshow(board, cmap=IMAGE_CMAP, vmin=0.0, vmax=1.0, interpolation="antialiased")
     axes.set_xticks([])
@@ -154,8 +207,8 @@ def reconstructions_figure(originals: np.ndarray, reconstructions: np.ndarray) -
     n = len(originals)
     side = image_side(originals.shape[1])
     board = tile_grid(np.concatenate([originals, reconstructions]), 2, n)
-    figure = _new_figure(RECONSTRUCTIONS_SIZE)
-    axes = _board_axes(figure, board, f"{n} test images (top) and their reconstructions (bottom)")
+    figure = new_figure(RECONSTRUCTIONS_SIZE)
+    axes = board_axes(figure, board, f"{n} test images (top) and their reconstructions (bottom)")
     axes.set_yticks([(side - 1) / 2, side + (side - 1) / 2], ["original", "reconstruction"])
     return figure
 
@@ -165,8 +218,8 @@ def samples_figure(images: np.ndarray, seed: int) -> Figure:
     n = len(images)
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    figure = _new_figure(SAMPLES_SIZE)
-    axes = _board_axes(figure, tile_grid(images, rows, cols),
+    figure = new_figure(SAMPLES_SIZE)
+    axes = board_axes(figure, tile_grid(images, rows, cols),
                        f"Decoder means of {n} latent samples z ~ N(0, I) (seed {seed})")
     axes.set_yticks([])
     return figure
@@ -174,7 +227,7 @@ def samples_figure(images: np.ndarray, seed: int) -> Figure:
 
 def learning_curves_figure(history: Mapping[str, Sequence[float]]) -> Figure:
     """Per-epoch loss and −ELBO (left) and the KL term (right), training against validation."""
-    figure = _new_figure(CURVES_SIZE)
+    figure = new_figure(CURVES_SIZE)
     left, right = figure.subplots(1, 2)
     epochs = np.asarray(history["epoch"])
     for axes, names, title in (

@@ -7,7 +7,6 @@ they hold every MLflow call of the pipeline.
 import json
 import os
 import socket
-import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -21,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.core import atomic_files
 from pipeline.core.paths import MLFLOW_ARTIFACTS_DIR
+from pipeline.tracking.git_state import git_tags
 from pipeline.tracking.store import (
     TrackingError,
     configure,
@@ -28,6 +28,7 @@ from pipeline.tracking.store import (
     project_root,
     require_store,
     store_errors,
+    store_exists,
 )
 
 if TYPE_CHECKING:
@@ -35,9 +36,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+RETRAIN_COMMAND = "dvc repro --force --single-item train, then dvc repro"
+"""Train again even where DVC would restore the model from its run cache, then redo what follows;
+``--single-item`` keeps ``--force`` from downloading and preparing again."""
 PIPELINE_TAG = "pipeline.stage"
 HOST_TAG = "pipeline.host"
 PID_TAG = "pipeline.pid"
+MODEL_KIND_TAG = "model.kind"
+"""``vae`` or ``cvae`` (``pipeline.core.model_kind``): which likelihood the run's test metrics estimate."""
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """The experiment's kind as the MLflow UI sets it; 3.17's UI lets its GenAI/Model training switch win."""
 EXPERIMENT_KIND = "custom_model_development"
@@ -90,17 +96,6 @@ def _get_or_create_experiment(name: str, root: Path | None) -> str:
         if experiment is None:
             raise
         return experiment.experiment_id
-
-
-def git_tags(root: Path) -> dict[str, str]:
-    """The commit and whether the work tree differs from it, as MLflow tags."""
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else False
-    return {"mlflow.source.git.commit": commit or "unknown", "git.dirty": str(dirty).lower()}
 
 
 def run_name_and_tags() -> tuple[str | None, dict[str, str]]:
@@ -221,18 +216,23 @@ def read_run_ref(path: Path) -> RunRef:
 
 @store_errors
 def open_training_run(path: Path) -> RunRef:
-    """The training run recorded in ``path``, checked to exist in the configured store."""
+    """The training run recorded in ``path``, checked to exist in the configured store.
+
+    A model restored from DVC's run cache names the run that first trained it: when that run is not in
+    the store (deleted, or another store), the error says how to train again and record a new one.
+    """
     ref = read_run_ref(path)
-    require_store(configure())
+    store = configure()
     try:
-        run = MlflowClient().get_run(ref.run_id)
+        run = MlflowClient().get_run(ref.run_id) if store_exists(store) else None
     except mlflow.exceptions.MlflowException:
         run = None
     if run is None or run.info.lifecycle_stage == "deleted":
         state = "deleted from" if run else "not in"
+        recorded = f" (it was recorded in {ref.tracking_uri})" if ref.tracking_uri != store else ""
         raise TrackingError(
-            f"run {ref.run_id} from {path} is {state} the tracking store {mlflow.get_tracking_uri()}; "
-            "rerun training (dvc repro --force train) to record a new one"
+            f"run {ref.run_id} from {path} is {state} the tracking store {store}{recorded}; to train again and "
+            f"record a new one: {RETRAIN_COMMAND}"
         )
     return ref
 
@@ -262,8 +262,14 @@ def log_results(ref: RunRef, metrics: Mapping[str, float], artifacts: Sequence[P
 
 @store_errors
 def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -> str:
-    """Record the data a run used as an MLflow dataset input and tag its digest; return the digest."""
-    dataset = mlflow.data.from_numpy(features, source=str(Path(source).resolve()), name=name)
+    """Record the data a run used as an MLflow dataset input and tag its digest; return the digest.
+
+    The source is built as MLflow's ``local`` kind: a bare path matches two registered kinds and warns.
+    """
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+
+    local = get_dataset_source_from_json(json.dumps({"uri": str(Path(source).resolve())}), source_type="local")
+    dataset = mlflow.data.from_numpy(features, source=local, name=name)
     mlflow.log_input(dataset, context=context)
     mlflow.set_tag(f"dataset.{context}.digest", dataset.digest)
     return dataset.digest

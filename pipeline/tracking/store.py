@@ -20,12 +20,11 @@ from filelock import FileLock
 
 from pipeline.core import interrupts
 from pipeline.core.errors import PipelineError
-from pipeline.core.paths import MLFLOW_DB_FILE
+from pipeline.core.paths import MLFLOW_DB_FILE, from_project_root, project_root
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-TEMPORARY_EXPERIMENT_DIR = os.path.join(".dvc", "tmp", "exps")
 SERVER_PROBE_TIMEOUT_S = 5.0
 STORE_LOCK_TIMEOUT_S = 120.0
 
@@ -52,18 +51,16 @@ def store_errors(function: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def store_exists(uri: str) -> bool:
+    """Whether the SQLite file of ``uri`` exists (a server counts as existing): readers must not create
+    an empty store where none was written."""
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
+
+
 def require_store(uri: str) -> None:
-    """Readers must not create an empty SQLite store where none was written."""
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+    """Fail with one line where ``uri`` names a SQLite file that does not exist."""
+    if not store_exists(uri):
         raise TrackingError(f"no MLflow tracking store at {uri}; run the train stage first")
-
-
-def project_root() -> Path:
-    """The real project root: ``DVC_ROOT`` (or the working directory), outside any DVC temp copy."""
-    root = Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
-    text = str(root)
-    marker = f"{os.sep}{TEMPORARY_EXPERIMENT_DIR}{os.sep}"
-    return Path(text.split(marker, 1)[0]) if marker in text else root
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -72,11 +69,34 @@ def default_tracking_uri(root: Path) -> str:
 
 
 def configure(root: Path | None = None) -> str:
-    """Point MLflow at ``MLFLOW_TRACKING_URI`` or the embedded store; fail fast if a server is down."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root or project_root())
+    """Point MLflow at ``MLFLOW_TRACKING_URI`` or the embedded store; fail fast if a server is down.
+
+    A relative store path in ``MLFLOW_TRACKING_URI`` is taken against the project root, as the default
+    store's is: ``sqlite:///mlflow.db`` inside a DVC temporary experiment would otherwise be a store in
+    the copy that DVC deletes, run and all.
+    """
+    root = root or project_root()
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = anchored_tracking_uri(configured, root) if configured else default_tracking_uri(root)
     if uri.startswith(("http://", "https://")):
         _probe_server(uri)
     mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def anchored_tracking_uri(uri: str, root: Path) -> str:
+    """``uri`` with a relative SQLite file, ``file:`` path or bare store path made absolute under ``root``.
+
+    ``sqlite:///mlflow.db`` names a relative file (``sqlite:////abs/mlflow.db`` an absolute one), as
+    in SQLAlchemy; in-memory SQLite, servers, ``databricks`` and absolute paths are kept as they are.
+    """
+    scheme, separator, rest = uri.partition(":")
+    if not separator and uri != "databricks":  # a bare path: MLflow's file store
+        return str(from_project_root(uri, root))
+    if scheme == "sqlite" and rest.startswith("///") and rest[3:] not in ("", ":memory:"):
+        return f"sqlite:///{from_project_root(rest[3:], root)}"
+    if scheme == "file" and not rest.startswith("//"):
+        return from_project_root(urllib.request.url2pathname(rest), root).as_uri()
     return uri
 
 

@@ -1,0 +1,51 @@
+"""The git state a training run records: the commit, and whether the work tree differs from it.
+
+"Dirty" means the commit alone would not reproduce the run's code. Files that DVC itself rewrites
+while it reproduces the stages before train (``dvc.lock``, the stages' outputs, the ``.gitignore``
+lines it adds for them) do not count, or every run of a fresh clone would be dirty.
+"""
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from pipeline.core.strict_yaml import load_yaml
+
+DVC_FILE = "dvc.yaml"
+DVC_LOCK = "dvc.lock"
+OUTPUT_KINDS = ("outs", "metrics", "plots")
+
+
+def git_tags(root: Path) -> dict[str, str]:
+    """The commit and whether tracked files other than those DVC rewrites changed, as MLflow tags."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    excluded = [f":(exclude,top){DVC_LOCK}", ":(exclude,top,glob)**/.gitignore",
+                *(f":(exclude,top){path}" for path in dvc_outputs(root))]
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/", *excluded)) if commit else False
+    return {"mlflow.source.git.commit": commit or "unknown", "git.dirty": str(dirty).lower()}
+
+
+def dvc_outputs(root: Path) -> list[str]:
+    """The paths the stages of ``root/dvc.yaml`` write (outs, metrics, plots), relative to ``root``;
+    none when there is no readable dvc.yaml."""
+    try:
+        with open(Path(root) / DVC_FILE, encoding="utf-8") as stream:
+            pipeline = load_yaml(stream)
+    except (OSError, yaml.YAMLError):
+        return []
+    stages = pipeline.get("stages") if isinstance(pipeline, dict) else None
+    return sorted(set(_declared(stages))) if isinstance(stages, dict) else []
+
+
+def _declared(stages: dict) -> Iterator[str]:
+    for stage in stages.values():
+        for kind in OUTPUT_KINDS:
+            entries = stage.get(kind) if isinstance(stage, dict) else None
+            for entry in entries if isinstance(entries, list) else []:
+                yield from ([entry] if isinstance(entry, str) else entry if isinstance(entry, dict) else [])
