@@ -123,10 +123,11 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
         )
     metrics = summarize(scores, params.train.beta)
     check_metrics(metrics, scores.neg_elbo - scores.nll_is)
+    per_class = per_class_csv(scores.neg_elbo, y_test, DATASETS[params.data.dataset].class_names)
+    # Everything that can fail has run: write the three outputs together.
     atomic_files.write_json(metrics_file, metrics)
     atomic_files.write_json(model_kind_file, describe(trained.num_classes))
-    class_names = DATASETS[params.data.dataset].class_names
-    atomic_files.write_text(per_class_file, per_class_csv(scores.neg_elbo, y_test, class_names))
+    atomic_files.write_text(per_class_file, per_class)
     runs.log_results(run, metrics, artifacts=[per_class_file], settings=params.section("evaluate"))
     return metrics
 

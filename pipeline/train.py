@@ -75,10 +75,11 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     conditional = params.model.conditional
     labels = {"train_labels": y_train, "val_labels": y_val} if conditional else {}
 
-    # TensorFlow loads here (pipeline.model), after params and data are checked.
-    from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
+    from pipeline.tracking import logged_models, runs, store  # MLflow loads here, after params and data are checked
+
+    store.configure()  # an unreachable tracking server fails now, not after TensorFlow's start-up
+    from pipeline.model.checkpoints import EpochCheckpoint, fingerprint  # TensorFlow loads here
     from pipeline.model.trainer import TrainConfig, VaeTrainer
-    from pipeline.tracking import logged_models, runs
 
     config = TrainConfig.from_params(params)
     data = (x_train, y_train) if conditional else (x_train,)

@@ -193,7 +193,8 @@ def test_readme_snippet_loads_the_saved_model_in_a_fresh_python_and_plain_keras_
     (tmp_path / "models").mkdir()
     build_vae(LATENT_DIM, 16, seed=0).save(tmp_path / "models" / "vae.keras")
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "load_model" in block)
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S)
+                   if "keras.models.load_model" in block)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     plain = subprocess.run([sys.executable, "-c", "import keras; keras.models.load_model('models/vae.keras')"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

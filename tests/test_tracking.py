@@ -320,7 +320,7 @@ def test_a_real_dvc_repro_leaves_the_work_tree_clean(tmp_path: Path) -> None:
 
 
 def test_git_tags_outside_a_repository_say_unknown(tmp_path: Path) -> None:
-    assert runs.git_tags(tmp_path) == {"mlflow.source.git.commit": "unknown", "git.dirty": "false"}
+    assert runs.git_tags(tmp_path) == {"mlflow.source.git.commit": "unknown", "git.dirty": "unknown"}
 
 
 def test_training_run_records_all_params_and_tags_and_finishes(

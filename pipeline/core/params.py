@@ -1,4 +1,4 @@
-"""The one reader of params.yaml: a validated, immutable schema for every stage's knobs.
+"""The params schema: params.yaml validated into immutable, typed sections for every stage's knobs.
 
 Every wrong type, out-of-range value, unknown key or typo is reported with its dotted key
 before any stage does work, and before TensorFlow is imported.

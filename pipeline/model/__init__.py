@@ -1,4 +1,4 @@
-"""The VAE in Keras: layers and losses, the compiled trainer, checkpoints, likelihood, loading.
+"""The VAE in Keras: layers and losses, the compiled trainer, checkpoints, likelihood, loading, serving views.
 
 Importing this package imports TensorFlow, once, with the lines its native libraries print while
 loading held back (``pipeline.core.quiet``); finding the devices here makes the ``cuInit`` line of

@@ -13,8 +13,8 @@ import numpy as np
 from keras import layers, ops
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.params import IMAGE_PIXELS
 
-IMAGE_PIXELS = 784
 LABELS_INPUT = "labels"
 
 

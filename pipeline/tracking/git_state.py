@@ -27,8 +27,10 @@ def git_tags(root: Path) -> dict[str, str]:
     commit = git("rev-parse", "HEAD")
     excluded = [f":(exclude,top){DVC_LOCK}", ":(exclude,top,glob)**/.gitignore",
                 *(f":(exclude,top){path}" for path in dvc_outputs(root))]
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/", *excluded)) if commit else False
-    return {"mlflow.source.git.commit": commit or "unknown", "git.dirty": str(dirty).lower()}
+    if not commit:  # not a git checkout, or git is missing: neither tag can be known
+        return {"mlflow.source.git.commit": "unknown", "git.dirty": "unknown"}
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/", *excluded))
+    return {"mlflow.source.git.commit": commit, "git.dirty": str(dirty).lower()}
 
 
 def dvc_outputs(root: Path) -> list[str]:

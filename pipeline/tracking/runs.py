@@ -1,7 +1,7 @@
 """What the pipeline records in MLflow: the training run, its epochs, model and results.
 
-Where the store is and how its failures surface live in ``pipeline.tracking.store``; together
-they hold every MLflow call of the pipeline.
+Where the store is and how its failures surface live in ``pipeline.tracking.store``; the logged
+models and the registry in ``logged_models`` and ``registry``: MLflow is called from this package only.
 """
 
 import json
