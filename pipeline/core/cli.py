@@ -20,7 +20,7 @@ EXIT_INTERRUPTED = 130
 
 
 def stage_parser(stage: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser for ``python -m pipeline.<stage>`` that already takes ``--params``."""
+    """An argument parser for ``python -m pipeline <stage>`` that already takes ``--params`` and ``-v``."""
     parser = argparse.ArgumentParser(prog=f"python -m pipeline {stage}", description=description)
     parser.add_argument(
         "--params", type=Path, default=PARAMS_FILE, help=f"params file (default: {PARAMS_FILE})"
