@@ -22,13 +22,13 @@ from io import BufferedIOBase
 from pathlib import Path
 from typing import IO
 
+from pipeline.core.errors import clipped
 from pipeline.data.datasets import IdxFile
 
 READ_CHUNK = 1 << 18
 INFLATE_CHUNK = 1 << 20
 GZIP_WBITS = 16 + zlib.MAX_WBITS
 USER_AGENT = "vae-pipeline-download/0.1"
-MAX_URL_SHOWN = 120
 
 Progress = Callable[[int], None]
 
@@ -60,9 +60,8 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
             target = urllib.parse.urljoin(req.full_url, location.strip())
             if _scheme(target) not in {"http", "https"}:
                 fp.close()
-                shown = target if len(target) <= MAX_URL_SHOWN else f"{target[:MAX_URL_SHOWN]}…"
-                raise RedirectRefusedError(f"HTTP {code} redirect to {shown} refused: only http:// and https:// "
-                                           "are followed")
+                raise RedirectRefusedError(f"HTTP {code} redirect to {clipped(target)} refused: only http:// and "
+                                           "https:// are followed")
         return super().http_error_302(req, fp, code, msg, headers)
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302

@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline.core.params import flatten
-from pipeline.core.strict_yaml import load_yaml
+from pipeline.core.strict_yaml import YamlError, load_yaml
 from pipeline.gate.baseline import CannotCompareError, committed_file
 from pipeline.gate.comparison import ABSENT
 
@@ -72,8 +70,8 @@ def _committed(revision: str, params: Path) -> tuple[str, str]:
 def _tree(text: str, label: str) -> dict[str, Any]:
     try:
         raw = load_yaml(text)
-    except yaml.YAMLError:
-        raise _UnreadableError(f"{label} is not valid YAML") from None
+    except YamlError as error:
+        raise _UnreadableError(f"{label}: {error}") from None
     if raw is not None and not isinstance(raw, Mapping):
         raise _UnreadableError(f"{label} is not a mapping of sections")
     return dict(flatten(raw or {}))
