@@ -130,6 +130,55 @@ def test_main_fails_on_a_non_finite_value_on_either_side_naming_metric_and_side(
     assert captured.err == f"check: error: gate failed against {baseline}: {reason}\n"
 
 
+HUGE_INTEGER = "1" + "0" * 400
+NOT_A_FLOAT = {
+    "400-digit-integer": (HUGE_INTEGER, "is an integer of about 401 digits, beyond the range of a float"),
+    "huge-negative-integer": (f"-{HUGE_INTEGER}", "is an integer of about 401 digits, beyond the range of a float"),
+    "bool": ("true", "is True, not a number"),
+    "string": ('"166.0"', "is '166.0', not a number"),
+    "100-kb-string": (f'"{"9" * 100_000}"', "… (100002 characters), not a number"),
+    "object": ('{"mean": 166.0}', "is {'mean': 166.0}, not a number"),
+}
+
+
+def metrics_text(replaced: str, value: str) -> str:
+    """BASELINE as JSON text with the metric ``replaced`` written as ``value``."""
+    return "{" + ", ".join(f'"{name}": {value if name == replaced else json.dumps(number)}'
+                           for name, number in BASELINE.items()) + "}"
+
+
+@pytest.mark.parametrize("side", ["new", "baseline"])
+@pytest.mark.parametrize("metric", ["test_neg_elbo", "test_mse"], ids=["gated", "info-only"])
+@pytest.mark.parametrize(("value", "reason"), NOT_A_FLOAT.values(), ids=NOT_A_FLOAT.keys())
+def test_a_metric_that_is_no_float_fails_the_file_in_one_short_line(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str], side: str, metric: str, value: str,
+        reason: str) -> None:
+    """The reported case: a 400-digit integer crashed the gate with an ``OverflowError`` traceback."""
+    files = {name: write_json(tmp_path / f"{name}.json", BASELINE) for name in ("new", "baseline")}
+    files[side].write_text(metrics_text(metric, value))
+    code = main(["--params", str(params), "--metrics", str(files["new"]), "--baseline", str(files["baseline"])])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.startswith(f"check: error: cannot compare: {files[side]}: metric '{metric}' "), captured.err
+    assert reason in captured.err and captured.err.count("\n") == 1 and len(captured.err) < 400, captured.err
+
+
+@pytest.mark.parametrize(("metric", "code", "row"), [
+    ("test_neg_elbo", 1, "| test_neg_elbo | 150 | {sign}inf | {sign}inf | rise <= 1 | new not finite |"),
+    ("test_mse", 0, "| test_mse | 0.05 | {sign}inf | {sign}inf |  | info |"),
+], ids=["gated", "info-only"])
+@pytest.mark.parametrize("sign", ["", "-"], ids=["1e400", "minus-1e400"])
+def test_a_number_beyond_a_float_in_exponent_form_is_infinity(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str], metric: str, code: int, row: str,
+        sign: str) -> None:
+    """JSON's ``1e400`` reads as infinity, as ``Infinity`` does: a gated row fails, an info-only row shows it."""
+    baseline = write_json(tmp_path / "baseline.json", BASELINE)
+    new = tmp_path / "metrics.json"
+    new.write_text(metrics_text(metric, f"{sign}1e400"))
+    assert main(["--params", str(params), "--metrics", str(new), "--baseline", str(baseline)]) == code
+    assert row.format(sign=sign) in capsys.readouterr().out
+
+
 def test_ungated_metric_is_information_even_when_missing_or_nan() -> None:
     rows = compare_metrics({"test_mse": 0.05}, {"test_mse": math.nan, "extra": 1.0}, {})
     assert [(row.metric, row.verdict, row.failed) for row in rows] == [
