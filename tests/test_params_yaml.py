@@ -136,6 +136,8 @@ HOSTILE = {
     "merge-keys": (merge_key_bomb(30), "more than 10000 values once its aliases are expanded"),
     "recursive-alias": ("train: &loop\n  experiment: [*loop]\n", "recursive structure"),
     "deep-nesting": ("train:\n  experiment: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested deeper than 32 levels"),
+    "deep-nesting-with-values": ("train:\n  experiment: " + "[[a, " * 5000 + "]]" * 5000 + "\n",
+                                 "nested deeper than 32 levels"),
     "oversized-file": ("train:\n  experiment: " + "x" * MAX_BYTES + "\n", f"larger than {MAX_BYTES} bytes"),
     "huge-scalar-in-error": ("train:\n  epochs: " + "9" * 60_000 + "x\n", "train.epochs: Input should be"),
     "huge-key-in-error": ("train:\n  ? " + "k" * 60_000 + "\n  : 1\n", "unknown key"),

@@ -29,6 +29,9 @@ MAX_BYTES = 64 * 1024
 second."""
 MAX_DEPTH = 32
 """params.yaml nests 4 deep (check.tolerances.<metric>.tolerance), dvc.yaml 5; the parser recurses per level."""
+OPENERS_IN_A_ROW = re.compile(rf"(?:[\[{{]\s*){{{MAX_DEPTH + 1}}}")
+"""More flow collections opened in a row than ``MAX_DEPTH``: refused from the text, because ruamel.yaml's scanner
+looks up to 1024 characters ahead for a key and costs the square of the brackets it holds there (seconds)."""
 MAX_VALUES = 10_000
 """Scalars and collections after expanding every alias: params.yaml has about 100, dvc.yaml a few hundred; the
 pure-Python loader builds about 20 000 values a second on this project's 2-core machine."""
@@ -56,6 +59,8 @@ def load_yaml(text: str) -> Any:
     """The YAML document in ``text``, read as DVC reads it; raise ``YamlError`` when invalid or hostile."""
     if len(text.encode("utf-8")) > MAX_BYTES:
         raise YamlError(f"refused: larger than {MAX_BYTES} bytes; a params file is a few KB")
+    if OPENERS_IN_A_ROW.search(text):
+        raise YamlError(f"refused: nested deeper than {MAX_DEPTH} levels")
     try:
         _check_size(_reader().parse(text))
         return _reader().load(text)
