@@ -141,8 +141,9 @@ def changes_table(changes: list[tuple[str, Any, Any]], params_file: Path, name: 
 def _list(args: argparse.Namespace) -> None:
     current = load_params(args.params).flat()
     recipes = [read_recipe(path) for path in recipe_paths(args.recipes).values()]
-    rows = [[recipe.name, len(recipe.values), "yes" if all(current[key] == value for key, value in recipe.values.items())
-             else "", recipe.origin] for recipe in recipes]
+    follows = {recipe.name: all(current[key] == value for key, value in recipe.values.items()) for recipe in recipes}
+    rows = [[recipe.name, len(recipe.values), "yes" if follows[recipe.name] else "", recipe.origin]
+            for recipe in recipes]
     print(tabulate(rows, headers=["Recipe", "Params", "In params.yaml", "From"], tablefmt="plain")
           if rows else f"recipe: no recipes in {args.recipes}")
 
