@@ -46,7 +46,7 @@ def test_the_logged_terms_are_the_elbo_whatever_the_objective() -> None:
 
 
 def test_the_iwae_bound_is_at_least_the_elbo_of_the_same_draws_on_a_batch() -> None:
-    """Jensen: log of the mean weight ≥ mean of the log weights, image by image (Burda et al. 2015, thm. 1)."""
+    """Jensen: log of the mean weight ≥ mean of the log weights, image by image (as in Burda et al. 2015)."""
     draws = batch(8)
     loss = float(batch_objective(**draws, importance_weighted=True)[0])
     reconstruction = reconstruction_loss(np.broadcast_to(draws["images"], draws["logits"].shape), draws["logits"])

@@ -42,8 +42,8 @@ def batch_objective(images: object, logits: object, z: object, z_mean: object, z
     """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo), in nats per image.
 
     ``loss`` is the ELBO's ``reconstruction + β · KL`` with the reconstruction averaged over the k draws, or, when
-    ``importance_weighted``, the negative IWAE bound −log (1/k) Σ_k w_k (Burda, Grosse and Salakhutdinov 2015,
-    eq. 8), which has no β; with k = 1 both are the ELBO, estimated with an analytic and a sampled KL.
+    ``importance_weighted``, the negative IWAE bound −log (1/k) Σ_k w_k (Burda, Grosse and
+    Salakhutdinov 2015), which has no β; with k = 1 both are the ELBO, estimated with an analytic and a sampled KL.
     """
     reconstruction = reconstruction_loss(ops.broadcast_to(images, ops.shape(logits)), logits)
     mean_reconstruction = ops.mean(reconstruction)  # over draws and images alike: every image has k draws
