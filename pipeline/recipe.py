@@ -73,7 +73,9 @@ def read_recipe(path: Path) -> Recipe:
         parse_params(raw)
     except ParamsError as error:
         raise RecipeError(f"{path}: {'; '.join(error.problems) or error}") from None
-    values = dict(flatten(raw))
+    values = {key: value for key, value in flatten(raw) if value != {}}
+    if not values:
+        raise RecipeError(f"{path}: sets no params")
     others = [key for key in values if key not in RECIPE_PARAMS]
     if others:
         raise RecipeError(f"{path}: {others[0]}: not a recipe param; a recipe sets only train params, "

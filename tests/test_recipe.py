@@ -143,6 +143,7 @@ BAD_RECIPES = {
     "a-list": ("# x\n- train\n", "a recipe is a mapping of params sections such as 'train:', got list"),
     "a-string": ("# x\njust words\n", "a recipe is a mapping of params sections such as 'train:', got str"),
     "empty": ("# x\n", "a recipe is a mapping of params sections such as 'train:', got nothing"),
+    "empty-section": ("# x\ntrain: {}\n", "sets no params"),
     "invalid-yaml": ("# x\ntrain: [\n", "not valid YAML"),
     "duplicate-key": ("# x\ntrain:\n  beta: 1.0\n  beta: 0.5\n", "not valid YAML"),
     "no-origin": ("train:\n  beta: 1.0\n", "starts with no comment line saying where the recipe came from"),
