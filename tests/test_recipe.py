@@ -70,7 +70,7 @@ def test_apply_then_apply_notebook_gives_params_yaml_back_byte_for_byte(
     train = load_params(project / "params.yaml").train
     assert (train.optimizer, train.learning_rate, train.adam_epsilon, train.epochs) == ("adam", 3e-3, 1e-8, 50)
     assert "  learning_rate: 3e-3\n" in applied, "a value keeps the recipe's spelling"
-    assert "  optimizer: adam         # rmsprop | adam | sgd\n" in applied, "comments stay in their column"
+    assert "  optimizer: adam         # rmsprop | adam | sgd; only its own" in applied, "comments stay in their column"
     assert applied.count("\n") == original.decode().count("\n")
     assert run(project, "apply", "notebook") == 0
     assert (project / "params.yaml").read_bytes() == original
