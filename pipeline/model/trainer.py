@@ -14,16 +14,20 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import Params
+from pipeline.core.params import IMAGE_PIXELS, Params, TrainParams
 from pipeline.data.datasets import DATASETS
 from pipeline.model.checkpoints import EpochCheckpoint
 from pipeline.model.loading import TrainedVae
-from pipeline.model.losses import LOSS_NAMES, EpochLogs, kl_loss, reconstruction_loss
+from pipeline.model.losses import LOSS_NAMES, EpochLogs
+from pipeline.model.objective import batch_objective, kl_weight, more_draws
+from pipeline.model.optimizers import make_optimizer, steps_in
 from pipeline.model.vae import LabelError, build_vae, one_hot
 
 EVAL_BATCH_SIZE = 1000
+_DEFAULT = TrainParams()
 
 
 class TrainingDivergedError(PipelineError):
@@ -44,26 +48,43 @@ class TrainConfig:
     seed: int
     num_classes: int = 0
     """Size of the one-hot label input of the conditional VAE; 0 trains the unconditional one."""
+    train_size: int | None = None
+    """Training images per epoch, which turn the warm-ups' and schedule's epochs into optimizer steps;
+    ``None`` only while nothing is counted in epochs."""
+    rmsprop_rho: float = _DEFAULT.rmsprop_rho
+    rmsprop_momentum: float = _DEFAULT.rmsprop_momentum
+    rmsprop_epsilon: float = _DEFAULT.rmsprop_epsilon
+    adam_beta_1: float = _DEFAULT.adam_beta_1
+    adam_beta_2: float = _DEFAULT.adam_beta_2
+    adam_epsilon: float = _DEFAULT.adam_epsilon
+    lr_schedule: str = _DEFAULT.lr_schedule
+    lr_warmup_epochs: float = _DEFAULT.lr_warmup_epochs
+    lr_final_fraction: float = _DEFAULT.lr_final_fraction
+    beta_warmup_epochs: float = _DEFAULT.beta_warmup_epochs
+    objective: str = _DEFAULT.objective
+    z_samples: int = _DEFAULT.z_samples
 
     @classmethod
-    def from_params(cls, params: Params) -> "TrainConfig":
+    def from_params(cls, params: Params, train_size: int | None = None) -> "TrainConfig":
         """The model and train sections of validated params (the MLflow experiment name aside).
 
         ``model.conditional`` becomes ``num_classes``: the label count of the dataset, or 0.
         """
         classes = len(DATASETS[params.data.dataset].class_names) if params.model.conditional else 0
         return cls(**params.model.model_dump(exclude={"conditional"}),
-                   **params.train.model_dump(exclude={"experiment"}), num_classes=classes)
+                   **params.train.model_dump(exclude={"experiment"}), num_classes=classes, train_size=train_size)
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch; ``ValueError`` when ``train_size`` is unknown."""
+        if self.train_size is None:
+            raise ValueError("train_size is needed to count the warm-ups and the schedule in steps")
+        return math.ceil(self.train_size / self.batch_size)  # every full batch and the last partial one
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """The Keras optimizer for a params name, with Keras' defaults otherwise (as the notebook)."""
-    optimizers = {
-        "rmsprop": keras.optimizers.RMSprop,
-        "adam": keras.optimizers.Adam,
-        "sgd": keras.optimizers.SGD,
-    }
-    return optimizers[name](learning_rate=learning_rate)
+    @property
+    def counts_epochs_in_steps(self) -> bool:
+        """Whether a warm-up or the learning-rate schedule needs ``steps_per_epoch``."""
+        return bool(self.lr_schedule != "constant" or self.lr_warmup_epochs or self.beta_warmup_epochs)
 
 
 class VaeTrainer:
@@ -77,23 +98,25 @@ class VaeTrainer:
         if self.parts.num_classes != config.num_classes:
             raise LabelError(f"the model takes {self.parts.num_classes} classes, the config {config.num_classes}")
         self.encoder, self.logits = self.parts.encoder, self.parts.decoder_logits
-        self.optimizer = make_optimizer(config.optimizer, config.learning_rate)
+        steps = config.steps_per_epoch if config.counts_epochs_in_steps else 1
+        self.optimizer = make_optimizer(config, steps)
+        self.beta_warmup_steps = steps_in(config.beta_warmup_epochs, steps)
         self.optimizer.build(self.vae.trainable_variables)
         self._train_steps = tf.function(self._train_steps_eager, jit_compile=True)
         self._eval_batch = tf.function(self._losses, jit_compile=True)
 
-    def _losses(self, images: tf.Tensor, labels: tf.Tensor | None = None) -> tuple[tf.Tensor, ...]:
-        """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo); ``labels`` one-hot when conditional."""
-        if labels is None:
-            z_mean, z_log_var, z = self.encoder(images, training=True)
-            logits = self.logits(z)
-        else:
-            z_mean, z_log_var, z = self.encoder([images, labels], training=True)
-            logits = self.logits([z, labels])
-        reconstruction = reconstruction_loss(images, logits)
-        kl = kl_loss(z_mean, z_log_var)
-        reconstruction, kl = tf.reduce_mean(reconstruction), tf.reduce_mean(kl)
-        return reconstruction + self.config.beta * kl, reconstruction, kl, reconstruction + kl
+    def _losses(self, images: tf.Tensor, labels: tf.Tensor | None = None,
+                beta: tf.Tensor | float | None = None) -> tuple[tf.Tensor, ...]:
+        """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo) over ``config.z_samples`` draws of z per
+        image; ``labels`` one-hot when conditional; ``beta`` the KL weight of this step (``config.beta`` if None)."""
+        samples = self.config.z_samples
+        z_mean, z_log_var, z = self.encoder(images if labels is None else [images, labels], training=True)
+        z = more_draws(self.encoder.get_layer("z"), z, z_mean, z_log_var, samples)
+        flat_z = ops.reshape(z, (-1, self.config.latent_dim))
+        logits = self.logits(flat_z if labels is None else [flat_z, ops.tile(labels, (samples, 1))])
+        logits = ops.reshape(logits, (samples, -1, IMAGE_PIXELS))
+        return batch_objective(images, logits, z, z_mean, z_log_var, self.config.beta if beta is None else beta,
+                               importance_weighted=self.config.objective == "iwae")
 
     def _train_steps_eager(self, images: tf.Tensor, order: tf.Tensor, labels: tf.Tensor | None = None) -> tf.Tensor:
         """Run one optimizer step per row of ``order`` (batch indices); return the summed batch means."""
@@ -102,8 +125,9 @@ class VaeTrainer:
         def step(index: tf.Tensor, totals: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             batch = tf.gather(images, order[index])
             batch_labels = None if labels is None else tf.gather(labels, order[index])
+            beta = kl_weight(self.optimizer.iterations, self.config.beta, self.beta_warmup_steps)
             with tf.GradientTape() as tape:
-                losses = self._losses(batch, batch_labels)
+                losses = self._losses(batch, batch_labels, beta)
             self.optimizer.apply(tape.gradient(losses[0], variables), variables)
             return index + 1, totals + tf.stack(losses)
 
@@ -162,6 +186,8 @@ class VaeTrainer:
         Raises ``TrainingDivergedError`` as soon as an epoch ends with a non-finite loss, and
         ``LabelError`` (before any work) for missing, superfluous or out-of-range labels.
         """
+        if self.config.train_size is not None and len(train_images) != self.config.train_size:
+            raise ValueError(f"{len(train_images)} training images, but the config counts {self.config.train_size}")
         train_onehot = self.label_inputs(train_labels, len(train_images))
         self.label_inputs(val_labels, len(val_images))
         train = tf.constant(train_images, dtype=tf.float32)
