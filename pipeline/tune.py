@@ -140,19 +140,25 @@ def _summary(study: "optuna.Study") -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    settings = _settings(args)
+    """Join the study (creating it from tune.yaml when it does not exist yet) with its own stored settings."""
+    local = _settings(args)
     url = _storage(args)
     root = project_root()
     import optuna
 
     from pipeline.tracking.store import configure
+    from pipeline.tracking.studies import NoSuchStudy
+    from pipeline.tuning import study as studies
     from pipeline.tuning.worker import Worker
     from pipeline.tuning.workspace import acquired
 
-    study = _open(url, args.study, settings, args.params)
-    from pipeline.tuning.study import settings_of
-
-    stored = settings_of(study)
+    try:
+        stored = studies.settings_of(studies.load(url, args.study))
+    except NoSuchStudy:
+        stored = local
+    if args.set and stored != local.model_copy(update={"trials": stored.trials}):
+        raise PipelineError(f"--set {' '.join(args.set)} differs from the settings study {args.study!r} has")
+    study = _open(url, args.study, stored, args.params)
     seed = stored.seed + args.seed_offset if args.seed_offset is not None else None
     study.sampler = optuna.samplers.TPESampler(seed=seed)  # a worker on another host draws its own points
     with acquired(root, args.workspace) as workspace:

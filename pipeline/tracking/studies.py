@@ -8,12 +8,14 @@ none of these variables and is untouched. Optuna is imported only where a study 
 """
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.quiet import verbose
 
 if TYPE_CHECKING:
     import optuna
@@ -37,6 +39,10 @@ CONNECT_TIMEOUT_S = 10
 
 class StudyStorageError(PipelineError):
     """Optuna's storage cannot be reached, or does not hold the study or trial named."""
+
+
+class NoSuchStudy(StudyStorageError):  # noqa: N818
+    """The storage holds no study of that name."""
 
 
 class TrialPruned(PipelineError):  # noqa: N818  (Optuna's own name for the same event)
@@ -68,6 +74,8 @@ def open_storage(url: str, heartbeat_s: int | None = None, retry: Any = None) ->
     """
     import optuna
 
+    quiet_optuna()
+
     try:
         if "://" in url:
             connect = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
@@ -84,6 +92,15 @@ def open_storage(url: str, heartbeat_s: int | None = None, retry: Any = None) ->
     except Exception as error:
         cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise StudyStorageError(f"Optuna storage {shown_url(url)} is unreachable ({cause})") from None
+
+
+def quiet_optuna() -> None:
+    """Optuna's INFO lines and its warnings that a feature is experimental stay off unless verbose."""
+    import optuna
+
+    if not verbose():
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def make_pruner(settings: Mapping[str, Any]) -> "optuna.pruners.BasePruner":

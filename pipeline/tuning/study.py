@@ -21,7 +21,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.core.processes import process_alive
-from pipeline.tracking.studies import StudyStorageError, open_storage, shown_url
+from pipeline.tracking.studies import NoSuchStudy, open_storage, quiet_optuna, shown_url
 from pipeline.tuning.space import Choices, FloatRange, TuneSettings, TuneSettingsError, settings_from
 
 HEARTBEAT_S = 10
@@ -33,8 +33,6 @@ SETTINGS_ATTR = "settings"
 BUDGET_ATTR = "budget"
 HOST_ATTR, PID_ATTR = "host", "pid"
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
 
 def retry_callback() -> RetryHeartbeatStaleTrialCallback:
     return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
@@ -42,6 +40,7 @@ def retry_callback() -> RetryHeartbeatStaleTrialCallback:
 
 def storage_for(url: str) -> optuna.storages.BaseStorage:
     """The storage at ``url`` with the heartbeat and the retry of stale trials where it supports them."""
+    quiet_optuna()
     return open_storage(url, heartbeat_s=HEARTBEAT_S, retry=retry_callback())
 
 
@@ -70,13 +69,13 @@ def create_or_load(url: str, name: str, settings: TuneSettings, sampler: Any = N
 
 def load(url: str, name: str, sampler: Any = None,
          storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
-    """The existing study ``name``; ``StudyStorageError`` when there is none."""
+    """The existing study ``name``; ``NoSuchStudy`` when there is none."""
     storage = storage or storage_for(url)
     try:
         return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     except KeyError:
         names = [summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-        raise StudyStorageError(f"no study {name!r} in {shown_url(url)}; studies there: "
+        raise NoSuchStudy(f"no study {name!r} in {shown_url(url)}; studies there: "
                                 f"{', '.join(names) or 'none'}") from None
 
 
