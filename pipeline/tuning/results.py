@@ -44,6 +44,8 @@ def _row(trial: FrozenTrial) -> dict[str, object]:
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() \
         if trial.datetime_complete and trial.datetime_start else None
     value = trial.value if trial.value is not None else _last_value(trial)
+    if trial.state == TrialState.WAITING:  # a retry not yet claimed: it has only its params
+        return {"trial": trial.number, "state": trial.state.name, **trial.params}
     return {
         "trial": trial.number, "state": trial.state.name, **trial.params,
         "val_neg_elbo": round(value, 3) if value is not None else None,

@@ -21,7 +21,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.core.processes import process_alive
-from pipeline.tracking.studies import NoSuchStudy, open_storage, quiet_optuna, shown_url
+from pipeline.tracking.studies import PRUNED_ATTR, RUN_ATTR, NoSuchStudy, open_storage, quiet_optuna, shown_url
 from pipeline.tuning.space import Choices, FloatRange, TuneSettings, TuneSettingsError, settings_from
 
 HEARTBEAT_S = 10
@@ -32,6 +32,8 @@ worker (out of memory, say) cannot hold a study forever."""
 SETTINGS_ATTR = "settings"
 BUDGET_ATTR = "budget"
 HOST_ATTR, PID_ATTR = "host", "pid"
+INHERITED_ATTRS = (RUN_ATTR, PRUNED_ATTR, "failure")
+"""What a trial's run records about it: blanked when a retry of it is claimed."""
 
 
 def retry_callback() -> RetryHeartbeatStaleTrialCallback:
@@ -115,6 +117,8 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
         except UpdateFinishedTrialError:
             continue
         trial = optuna.Trial(study, trial_id)
+        for key in INHERITED_ATTRS:  # a retry starts with the attributes of the trial it replaces
+            trial.set_user_attr(key, None)
         trial.set_user_attr(HOST_ATTR, socket.gethostname())
         trial.set_user_attr(PID_ATTR, os.getpid())
         return trial

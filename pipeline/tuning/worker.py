@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from pipeline.core.params import Params
-from pipeline.tracking.studies import PRUNED_ATTR, STORAGE_ENV, STUDY_ENV, TRIAL_ENV
+from pipeline.tracking.studies import PRUNED_ATTR, RUN_ATTR, STORAGE_ENV, STUDY_ENV, TRIAL_ENV
 from pipeline.tuning import study as studies
 from pipeline.tuning.space import TuneSettings, TuneSettingsError, cli_value, trial_params
 from pipeline.tuning.workspace import Workspace, tool_environment
@@ -96,10 +96,12 @@ class Worker:
             return
         if succeeded:
             value = self.workspace.objective()
+            if not frozen.user_attrs.get(RUN_ATTR):  # restored from DVC's run cache: the run that trained it
+                trial.set_user_attr(RUN_ATTR, self.workspace.run_id())
             self.workspace.publish(name)
             self.study.tell(trial, value)
             report(name, f"complete val_neg_elbo {value:.2f}", point, seconds)
-        elif PRUNED_ATTR in frozen.user_attrs:
+        elif frozen.user_attrs.get(PRUNED_ATTR):
             self.workspace.save_params_only(name)
             self.workspace.publish(name)
             self.study.tell(trial, state=TrialState.PRUNED)

@@ -7,6 +7,7 @@ there (outputs need no copy: the cache is shared), and on to the repository's ow
 when both are configured, as ``dvc exp push`` does by hand.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.paths import TRAIN_HISTORY_FILE
+from pipeline.core.paths import RUN_FILE, TRAIN_HISTORY_FILE
 
 TUNE_DIR = Path(".tune")
 JOURNAL_FILE = TUNE_DIR / "journal.log"
@@ -130,6 +131,10 @@ class Workspace:
         rows = (self.path / TRAIN_HISTORY_FILE).read_text(encoding="utf-8").splitlines()
         header, last = rows[0].split(","), rows[-1].split(",")
         return float(last[header.index("val_neg_elbo")])
+
+    def run_id(self) -> str:
+        """The MLflow run that trained the workspace's model (``models/run.json``)."""
+        return json.loads((self.path / RUN_FILE).read_text(encoding="utf-8"))["run_id"]
 
     def publish(self, name: str) -> None:
         """Push experiment ``name`` to the user's repository, then to its git and DVC remotes if it has both."""
