@@ -49,3 +49,14 @@ def close_abandoned_runs(experiment: str) -> list[str]:
     """Close the training runs of this host that a stopped trial left RUNNING (its process is gone)."""
     configure()
     return fail_abandoned_runs(ensure_experiment(experiment))
+
+
+@store_errors
+def close_stale_runs(run_ids: list[str], reason: str) -> None:
+    """Mark FAILED the runs of ``run_ids`` still RUNNING: their trial's worker died (on any host)."""
+    configure()
+    client = MlflowClient()
+    for run_id in run_ids:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, "pipeline.failure", f"its worker stopped; {reason}")
+            client.set_terminated(run_id, "FAILED")

@@ -8,8 +8,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.core import atomic_files
 from pipeline.tracking.studies import RUN_ATTR
-from pipeline.tuning.study import HOST_ATTR
-from pipeline.tuning.worker import EXPERIMENT_ATTR, FAILURE_ATTR
+from pipeline.tuning.study import FAILURE_ATTR, HOST_ATTR
+from pipeline.tuning.worker import EXPERIMENT_ATTR
 
 STATE_ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.RUNNING: 2, TrialState.WAITING: 3,
                TrialState.FAIL: 4}

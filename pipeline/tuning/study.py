@@ -31,8 +31,8 @@ MAX_RETRIES = 3
 worker (out of memory, say) cannot hold a study forever."""
 SETTINGS_ATTR = "settings"
 BUDGET_ATTR = "budget"
-HOST_ATTR, PID_ATTR = "host", "pid"
-INHERITED_ATTRS = (RUN_ATTR, PRUNED_ATTR, "failure")
+HOST_ATTR, PID_ATTR, FAILURE_ATTR = "host", "pid", "failure"
+INHERITED_ATTRS = (RUN_ATTR, PRUNED_ATTR, FAILURE_ATTR)
 """What a trial's run records about it: blanked when a retry of it is claimed."""
 
 
@@ -150,14 +150,28 @@ def put_back(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> None:
 
 
 def fail_dead_trials(study: optuna.Study) -> None:
-    """Fail and retry the running trials whose worker is gone: stale heartbeats (RDB storage, any host), and
-    trials of this host whose process no longer exists (any storage)."""
-    optuna.storages.fail_stale_trials(study)
+    """Fail and retry the running trials whose worker is gone: on the RDB storage, those whose heartbeat went
+    stale (any host); on a journal, which has no heartbeat, those of this host whose process no longer exists."""
+    if heartbeat_interval(study):
+        optuna.storages.fail_stale_trials(study)
+        return
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = trial.user_attrs.get(PID_ATTR)
         if trial.user_attrs.get(HOST_ATTR) == host and pid is not None and not process_alive(pid):
             put_back(study, trial)
+
+
+def heartbeat_interval(study: optuna.Study) -> int | None:
+    """The storage's heartbeat interval in seconds, or None where it has none (a journal file)."""
+    storage = study._storage
+    return storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+
+
+def replaced_trials(study: optuna.Study, trial: optuna.Trial) -> list[FrozenTrial]:
+    """The failed trials that ``trial`` retries (none for a first try)."""
+    numbers = set(trial.system_attrs.get("retry_history", ()))
+    return [earlier for earlier in study.get_trials(deepcopy=False) if earlier.number in numbers]
 
 
 def latest(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
@@ -173,7 +187,7 @@ def running(study: optuna.Study) -> list[FrozenTrial]:
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """Record the trial's heartbeat in a thread while the block runs (RDB storage; nothing for a journal)."""
     storage = study._storage
-    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+    interval = heartbeat_interval(study)
     if not interval:
         yield
         return

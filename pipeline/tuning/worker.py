@@ -22,7 +22,7 @@ from pipeline.tuning.workspace import Workspace, tool_environment
 
 POLL_S = 5.0
 """How often an idle worker looks for a trial to retry while others still run theirs."""
-EXPERIMENT_ATTR, WORKSPACE_ATTR, FAILURE_ATTR = "dvc_experiment", "workspace", "failure"
+EXPERIMENT_ATTR, WORKSPACE_ATTR = "dvc_experiment", "workspace"
 RELATIVE_PATH_VARIABLES = ("MNIST_MIRROR",)
 """Variables whose relative paths mean the user's repository, not the workspace the stages run in."""
 
@@ -54,9 +54,18 @@ class Worker:
                     break
                 time.sleep(POLL_S)
                 continue
+            self.close_replaced_runs(trial)
             self.run_trial(trial)
             done += 1
         return done
+
+    def close_replaced_runs(self, trial: optuna.Trial) -> None:
+        """A retry closes the MLflow runs its failed tries left RUNNING (their process died with the worker)."""
+        run_ids = [earlier.user_attrs.get(RUN_ATTR) for earlier in studies.replaced_trials(self.study, trial)]
+        if any(run_ids):
+            from pipeline.tracking.study_runs import close_stale_runs
+
+            close_stale_runs([run_id for run_id in run_ids if run_id], f"trial {trial.number} retries it")
 
     def environment(self, number: int) -> dict[str, str]:
         """What ``dvc exp run`` and the train stage see: the user's tracking store and data, and the trial."""
@@ -110,7 +119,7 @@ class Worker:
             self._fail(trial, name, self.workspace.last_error(), point)
 
     def _fail(self, trial: optuna.Trial, name: str, reason: str, point: dict[str, Any]) -> None:
-        trial.set_user_attr(FAILURE_ATTR, reason)
+        trial.set_user_attr(studies.FAILURE_ATTR, reason)
         self.study.tell(trial, state=TrialState.FAIL)
         report(name, f"failed: {reason}", point)
 
