@@ -90,6 +90,7 @@ def _run(args: argparse.Namespace) -> None:
         _close_runs(study, args.params)
         print(f"tune: stopped; resume with: python -m pipeline tune run --study {args.study}", file=sys.stderr)
         raise
+    studies.fail_dead_trials(study)  # a worker that crashed left its trial running: back in the queue
     _close_runs(study, args.params)
     _summary(study)
     if any(codes):

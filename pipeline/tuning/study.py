@@ -170,7 +170,7 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
 
 def replaced_trials(study: optuna.Study, trial: optuna.Trial) -> list[FrozenTrial]:
     """The failed trials that ``trial`` retries (none for a first try)."""
-    numbers = set(trial.system_attrs.get("retry_history", ()))
+    numbers = set(latest(study, trial).system_attrs.get("retry_history", ()))
     return [earlier for earlier in study.get_trials(deepcopy=False) if earlier.number in numbers]
 
 

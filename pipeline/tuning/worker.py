@@ -94,7 +94,7 @@ class Worker:
             with studies.heartbeat(self.study, trial):
                 succeeded = self.workspace.experiment(name, assignments, self.environment(trial.number))
                 self._finish(trial, name, succeeded, point, time.monotonic() - started)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, or a failure of the worker itself: the trial goes back in the queue
             studies.put_back(self.study, trial)
             raise
 
