@@ -199,7 +199,12 @@ def _apply(args: argparse.Namespace) -> None:
     listed = here.run("dvc", "exp", "list", "--name-only", "--all-commits").stdout.split()
     if name not in listed:  # run on another host: fetch it from the git remote (and its outputs from DVC's)
         here.run("dvc", "exp", "pull", "origin", name)
-    here.run("dvc", "exp", "apply", name)
+    applied = here.run("dvc", "exp", "apply", name, check=False)
+    output = applied.stdout + applied.stderr
+    # The experiment's dvc.lock still names the outputs of the stages after train at the baseline; DVC applies
+    # params and lock first, then fails to check out those outputs where they were never built. dvc repro will.
+    if applied.returncode != 0 and "Checkout failed for following targets" not in output:
+        raise PipelineError(f"dvc exp apply {name} exited {applied.returncode}: {output.strip()[-2000:]}")
     print(f"tune: applied {name} (val_neg_elbo {best.value:.2f}): "
           f"{', '.join(f'{key}={value}' for key, value in best.params.items())}; "
           "dvc repro now scores it on the test set")
