@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.core.params import MAX_SEED, Params, ParamsError, parse_params
+from pipeline.core.params import MAX_SEED, Params, ParamsError, lists_to_tuples, parse_params, read_yaml_file
 from pipeline.core.strict_yaml import load_yaml
 
 TUNE_FILE = Path("tune.yaml")
@@ -110,13 +110,7 @@ def load_settings(path: Path, params: Params, overrides: Mapping[str, Any] | Non
     Raises ``TuneSettingsError`` naming the dotted key for a bad file, unknown key, empty range, value out
     of a param's bounds or of the wrong type, and for a study that would score trials on the test set.
     """
-    try:
-        with open(path, encoding="utf-8") as stream:
-            raw = load_yaml(stream)
-    except OSError as error:
-        raise TuneSettingsError(f"cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise TuneSettingsError(f"{path} is not valid YAML: {error}") from None
+    raw = read_yaml_file(path, TuneSettingsError)
     if not isinstance(raw, Mapping):
         raise TuneSettingsError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     raw = {**raw, "fixed": {**(raw.get("fixed") or {}), **(overrides or {})}}
@@ -129,7 +123,7 @@ def load_settings(path: Path, params: Params, overrides: Mapping[str, Any] | Non
 def settings_from(raw: Mapping[str, Any]) -> TuneSettings:
     """Validate the shape of the settings (not yet against params)."""
     try:
-        return TuneSettings.model_validate(_tuples(raw))
+        return TuneSettings.model_validate(lists_to_tuples(raw))
     except ValidationError as error:
         problems = []
         for problem in error.errors():
@@ -203,10 +197,3 @@ def cli_value(value: Any) -> str:
         return repr(value) if math.isfinite(value) else str(value)
     return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
 
-
-def _tuples(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _tuples(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return tuple(_tuples(item) for item in value)
-    return value
