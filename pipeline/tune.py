@@ -154,7 +154,7 @@ def _worker(args: argparse.Namespace) -> None:
     from pipeline.tuning.workspace import acquired
 
     try:
-        stored = studies.settings_of(studies.load(url, args.study))
+        stored = studies.settings_of(studies.ready(studies.load(url, args.study)))
     except NoSuchStudy:
         stored = local
     if args.set and stored != local.model_copy(update={"trials": stored.trials}):

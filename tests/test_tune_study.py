@@ -197,3 +197,21 @@ def test_tags_name_the_study_the_trial_and_the_parent_run(reporting: tuple) -> N
     fresh = StudyTrial(seen.study_name, seen.number, seen.storage_url)
     assert fresh.tags() == {"tune.study": "prune", "tune.trial": str(trial.number), "mlflow.parentRunId": "abc123"}
     assert os.environ[STUDY_ENV] == "prune"
+
+
+def test_a_worker_joining_a_study_its_creator_is_still_setting_up_waits_for_the_budget(tmp_path: Path) -> None:
+    import threading
+
+    url = journal(tmp_path)
+    creating = optuna.create_study(study_name="young", storage=studies.storage_for(url))  # no settings, no budget yet
+
+    def finish_creating() -> None:
+        time.sleep(1.5)
+        creating.set_user_attr(studies.SETTINGS_ATTR, SETTINGS.as_attrs())
+        studies.top_up(creating, 2)
+
+    creator = threading.Thread(target=finish_creating)
+    creator.start()
+    joined = studies.create_or_load(url, "young", SETTINGS)
+    creator.join()
+    assert len(studies.running(joined)) == 2, "the joining worker saw an empty queue and would have stopped"

@@ -11,6 +11,7 @@ the retry takes its place, so the failed one is not counted.
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +22,15 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.core.processes import process_alive
-from pipeline.tracking.studies import PRUNED_ATTR, RUN_ATTR, NoSuchStudy, open_storage, quiet_optuna, shown_url
+from pipeline.tracking.studies import (
+    PRUNED_ATTR,
+    RUN_ATTR,
+    NoSuchStudy,
+    StudyStorageError,
+    open_storage,
+    quiet_optuna,
+    shown_url,
+)
 from pipeline.tuning.space import Choices, FloatRange, TuneSettings, TuneSettingsError, settings_from
 
 HEARTBEAT_S = 10
@@ -29,6 +38,7 @@ HEARTBEAT_S = 10
 MAX_RETRIES = 3
 """A trial whose worker dies more often than this stays failed (and counts), so a trial that kills its
 worker (out of memory, say) cannot hold a study forever."""
+CREATION_WAIT_S = 60.0
 SETTINGS_ATTR = "settings"
 BUDGET_ATTR = "budget"
 HOST_ATTR, PID_ATTR, FAILURE_ATTR = "host", "pid", "failure"
@@ -56,7 +66,7 @@ def create_or_load(url: str, name: str, settings: TuneSettings, sampler: Any = N
     try:
         study = optuna.create_study(study_name=name, storage=storage, direction="minimize", sampler=sampler)
     except DuplicatedStudyError:
-        study = load(url, name, sampler, storage)
+        study = ready(load(url, name, sampler, storage))
         stored = {key: value for key, value in study.user_attrs[SETTINGS_ATTR].items() if key != "trials"}
         local = {key: value for key, value in settings.as_attrs().items() if key != "trials"}
         if stored != local:
@@ -79,6 +89,19 @@ def load(url: str, name: str, sampler: Any = None,
         names = [summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)]
         raise NoSuchStudy(f"no study {name!r} in {shown_url(url)}; studies there: "
                                 f"{', '.join(names) or 'none'}") from None
+
+
+def ready(study: optuna.Study) -> optuna.Study:
+    """``study`` once its creator (another worker, maybe on another host, that created it a moment ago) has
+    stored its settings and enqueued its budget."""
+    deadline = time.monotonic() + CREATION_WAIT_S
+    while BUDGET_ATTR not in study.user_attrs:
+        if time.monotonic() > deadline:
+            raise StudyStorageError(f"study {study.study_name!r} has no budget {CREATION_WAIT_S:.0f} s after it "
+                                    "was created: its creator stopped half way; delete it (optuna delete-study) "
+                                    "and start again")
+        time.sleep(1.0)
+    return study
 
 
 def settings_of(study: optuna.Study) -> TuneSettings:
