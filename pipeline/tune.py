@@ -44,6 +44,22 @@ def _settings(args: argparse.Namespace, budget: int | None = None) -> TuneSettin
     return settings.model_copy(update={"trials": budget}) if budget else settings
 
 
+def _study_settings(args: argparse.Namespace, url: str, budget: int | None = None) -> TuneSettings:
+    """The settings of the study: its stored ones when it exists (resumed or joined, whatever tune.yaml says
+    now), else tune.yaml's; a ``--set`` that differs from a stored study's is refused."""
+    local = _settings(args, budget)
+    from pipeline.tracking.studies import NoSuchStudy
+    from pipeline.tuning import study as studies
+
+    try:
+        stored = studies.settings_of(studies.ready(studies.load(url, args.study)))
+    except NoSuchStudy:
+        return local
+    if args.set and stored != local.model_copy(update={"trials": stored.trials}):
+        raise PipelineError(f"--set {' '.join(args.set)} differs from the settings study {args.study!r} has")
+    return stored
+
+
 def _storage(args: argparse.Namespace, default: Path | None = None) -> str:
     from pipeline.tracking.studies import STORAGE_ENV
 
@@ -69,9 +85,9 @@ def _open(url: str, name: str, settings: TuneSettings, params: Path) -> "optuna.
 
 
 def _run(args: argparse.Namespace) -> None:
-    settings = _settings(args, budget=args.trials)
     root = project_root()
     url = str(root / JOURNAL_FILE)
+    settings = _study_settings(args, url, budget=args.trials)
     from pipeline.tuning import study as studies
 
     study = _open(url, args.study, settings, args.params)
@@ -142,23 +158,15 @@ def _summary(study: "optuna.Study") -> None:
 
 def _worker(args: argparse.Namespace) -> None:
     """Join the study (creating it from tune.yaml when it does not exist yet) with its own stored settings."""
-    local = _settings(args)
     url = _storage(args)
+    stored = _study_settings(args, url)
     root = project_root()
     import optuna
 
     from pipeline.tracking.store import configure
-    from pipeline.tracking.studies import NoSuchStudy
-    from pipeline.tuning import study as studies
     from pipeline.tuning.worker import Worker
     from pipeline.tuning.workspace import acquired
 
-    try:
-        stored = studies.settings_of(studies.ready(studies.load(url, args.study)))
-    except NoSuchStudy:
-        stored = local
-    if args.set and stored != local.model_copy(update={"trials": stored.trials}):
-        raise PipelineError(f"--set {' '.join(args.set)} differs from the settings study {args.study!r} has")
     study = _open(url, args.study, stored, args.params)
     seed = stored.seed + args.seed_offset if args.seed_offset is not None else None
     study.sampler = optuna.samplers.TPESampler(seed=seed)  # a worker on another host draws its own points
