@@ -195,7 +195,7 @@ def _apply(args: argparse.Namespace) -> None:
     url = _storage(args, project_root() / JOURNAL_FILE)
     from pipeline.tuning import study as studies
     from pipeline.tuning.results import best_trial
-    from pipeline.tuning.worker import EXPERIMENT_ATTR
+    from pipeline.tuning.worker import COMMIT_ATTR, EXPERIMENT_ATTR
     from pipeline.tuning.workspace import Workspace
 
     study = studies.load(url, args.study)
@@ -204,6 +204,11 @@ def _apply(args: argparse.Namespace) -> None:
         raise PipelineError(f"study {args.study!r} has no complete trial yet")
     name = best.user_attrs[EXPERIMENT_ATTR]
     here = Workspace(project_root(), project_root())
+    studied, head = best.user_attrs.get(COMMIT_ATTR), here.commit()
+    if studied and studied != head and not args.force:
+        raise PipelineError(f"{name} ran on commit {studied[:8]}, HEAD is {head[:8]}: dvc exp apply brings back the "
+                            f"experiment's whole tree, code included; git checkout {studied[:8]} first, or pass "
+                            "--force to take its files as they were")
     listed = here.run("dvc", "exp", "list", "--name-only", "--all-commits").stdout.split()
     if name not in listed:  # run on another host: fetch it from the git remote (and its outputs from DVC's)
         here.run("dvc", "exp", "pull", "origin", name)
@@ -249,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("--plots", type=Path, metavar="DIR", help="write the optimisation history and the "
                                                                 "param importances as PNGs in DIR")
     add_table_options(show)
+    apply.add_argument("--force", action="store_true", help="apply even when HEAD is not the commit the trial ran on")
     bodies = {"run": _run, "worker": _worker, "show": _show, "apply": _apply}
     return run_stage("tune", lambda args: bodies[args.command](args), parser, argv)
 

@@ -8,6 +8,7 @@ none of these variables and is untouched. Optuna is imported only where a study 
 """
 
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ RUN_ATTR = "mlflow_run_id"
 PRUNED_ATTR = "pruned_after_epoch"
 """The trial's user attribute the train stage sets when the pruner stopped it; the worker then tells PRUNED."""
 CONNECT_TIMEOUT_S = 10
+SCHEMA_ATTEMPTS = 5
 
 
 class StudyStorageError(PipelineError):
@@ -78,11 +80,7 @@ def open_storage(url: str, heartbeat_s: int | None = None, retry: Any = None) ->
 
     try:
         if "://" in url:
-            connect = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs={"pool_pre_ping": True, "connect_args": connect},
-                heartbeat_interval=heartbeat_s, grace_period=heartbeat_s and 3 * heartbeat_s,
-                heartbeat_stale_trial_callback=retry)
+            return _rdb_storage(url, heartbeat_s, retry)
         from optuna.storages.journal import JournalFileBackend
 
         Path(url).parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +90,28 @@ def open_storage(url: str, heartbeat_s: int | None = None, retry: Any = None) ->
     except Exception as error:
         cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise StudyStorageError(f"Optuna storage {shown_url(url)} is unreachable ({cause})") from None
+
+
+def _rdb_storage(url: str, heartbeat_s: int | None, retry: Any) -> "optuna.storages.RDBStorage":
+    """Optuna's RDB storage; tried again when another worker is creating its tables in a new database at the
+    same moment (PostgreSQL then reports a duplicate type or table)."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    connect = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
+
+    def storage() -> "optuna.storages.RDBStorage":
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"pool_pre_ping": True, "connect_args": connect},
+            heartbeat_interval=heartbeat_s, grace_period=heartbeat_s and 3 * heartbeat_s,
+            heartbeat_stale_trial_callback=retry)
+
+    for attempt in range(SCHEMA_ATTEMPTS - 1):
+        try:
+            return storage()
+        except (IntegrityError, ProgrammingError):
+            time.sleep(1.0 + attempt)
+    return storage()
 
 
 def quiet_optuna() -> None:

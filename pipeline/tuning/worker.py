@@ -22,7 +22,7 @@ from pipeline.tuning.workspace import Workspace, tool_environment
 
 POLL_S = 5.0
 """How often an idle worker looks for a trial to retry while others still run theirs."""
-EXPERIMENT_ATTR, WORKSPACE_ATTR = "dvc_experiment", "workspace"
+EXPERIMENT_ATTR, WORKSPACE_ATTR, COMMIT_ATTR = "dvc_experiment", "workspace", "commit"
 RELATIVE_PATH_VARIABLES = ("MNIST_MIRROR",)
 """Variables whose relative paths mean the user's repository, not the workspace the stages run in."""
 
@@ -85,6 +85,7 @@ class Worker:
             point = studies.suggest(trial, self.settings)
             trial.set_user_attr(EXPERIMENT_ATTR, name)
             trial.set_user_attr(WORKSPACE_ATTR, self.workspace.path.name)
+            trial.set_user_attr(COMMIT_ATTR, self.workspace.commit())
             try:
                 trial_params(self.params, self.settings, point)
             except TuneSettingsError as error:  # valid one by one, not together (batch size x hidden units)

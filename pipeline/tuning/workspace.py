@@ -79,6 +79,10 @@ class Workspace:
         if team:
             self.run("git", "remote", "add", TEAM_REMOTE, team)
 
+    def commit(self) -> str:
+        """The commit the workspace's trials start from (the repository's HEAD when the worker started)."""
+        return git_output(self.path, "rev-parse", "HEAD")
+
     def reset(self) -> None:
         """Tracked files as at HEAD with the root's uncommitted changes, whatever the last trial left."""
         self.run("git", "checkout", "--quiet", "--force", "HEAD", "--", ".")
