@@ -144,7 +144,7 @@ def _summary(study: "optuna.Study") -> None:
     from pipeline.tuning.results import best_trial
     from pipeline.tuning.worker import EXPERIMENT_ATTR
 
-    states = [trial.state.name.lower() for trial in study.get_trials(deepcopy=False)]
+    states = [trial.state.name.lower().replace("fail", "failed") for trial in study.get_trials(deepcopy=False)]
     counts = ", ".join(f"{states.count(state)} {state}" for state in dict.fromkeys(sorted(states)))
     best = best_trial(study)
     if best is None:
