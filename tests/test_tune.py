@@ -120,9 +120,9 @@ def test_a_study_of_four_trials_with_two_workers_lands_experiments_runs_and_the_
     params = yaml.safe_load((clone.root / "params.yaml").read_text(encoding="utf-8"))
     for key, value in best.params.items():
         section, name = key.split(".")
-        assert params[section][name] == pytest.approx(value) if isinstance(value, float) else value
+        assert params[section][name] == (pytest.approx(value) if isinstance(value, float) else value), key
     assert params["data"]["val_fraction"] == 0.1 and params["train"]["epochs"] == 1
-    subprocess.run(["git", "checkout", "--", "params.yaml", "dvc.lock", "reports"], cwd=clone.root, check=True)  # as they were
+    subprocess.run(["git", "checkout", "--", "params.yaml", "dvc.lock", "reports"], cwd=clone.root, check=True)
 
 
 def test_a_trial_behind_the_median_is_pruned_everywhere(clone: Clone) -> None:
