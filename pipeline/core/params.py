@@ -8,13 +8,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, clipped
 from pipeline.core.paths import PARAMS_FILE
-from pipeline.core.strict_yaml import load_yaml
+from pipeline.core.strict_yaml import YamlError, load_yaml_file, yaml_12_hint
 
 DatasetName = Literal["mnist", "fashion_mnist"]
 """The datasets ``pipeline.data.datasets`` describes (a test keeps the two in step)."""
@@ -237,6 +236,10 @@ def _allowed_keys(location: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+EXPECTED = {"bool_type": "bool", "string_type": "text"}
+"""What a pydantic error type says was expected, for the YAML hint."""
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
@@ -249,8 +252,11 @@ def _describe(error: ValidationError) -> str:
             allowed = _allowed_keys(problem["loc"])
             message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         got = problem.get("input")
-        lines.append(f"  {dotted}: {message} (got {list(got) if isinstance(got, tuple) else got!r})")
+        shown = clipped(repr(list(got) if isinstance(got, tuple) else got))
+        hint = yaml_12_hint(got, EXPECTED.get(problem["type"], ""))
+        lines.append(f"  {clipped(dotted)}: {message} (got {shown}){hint}")
     return "\n".join(lines)
+
 
 
 def parse_params(raw: Any) -> Params:
@@ -277,12 +283,11 @@ def lists_to_tuples(value: Any) -> Any:
 def read_yaml_file(path: Path, error: type[PipelineError] = ParamsError) -> Any:
     """The YAML document in ``path``; ``error`` in one line naming the file when it is unreadable or not YAML."""
     try:
-        with open(path, encoding="utf-8") as stream:
-            return load_yaml(stream)
+        return load_yaml_file(path)
     except OSError as cause:
         raise error(f"cannot read {path}: {cause.strerror}") from None
-    except yaml.YAMLError as cause:
-        raise error(f"{path} is not valid YAML: {cause}") from None
+    except YamlError as cause:
+        raise error(f"{path}: {cause}") from None
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

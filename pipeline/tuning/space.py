@@ -12,11 +12,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.core.params import MAX_SEED, Params, ParamsError, lists_to_tuples, parse_params, read_yaml_file
-from pipeline.core.strict_yaml import load_yaml
+from pipeline.core.strict_yaml import YamlError, load_yaml
 
 TUNE_FILE = Path("tune.yaml")
 MAX_TRIALS = 100_000
@@ -99,7 +98,7 @@ def parse_overrides(assignments: Iterable[str]) -> dict[str, Any]:
             raise TuneSettingsError(f"--set {assignment!r}: expected key=value, e.g. train.epochs=1")
         try:
             parsed[key.strip()] = load_yaml(text) if text.strip() else None
-        except yaml.YAMLError as error:
+        except YamlError as error:
             raise TuneSettingsError(f"--set {assignment!r}: the value is not YAML: {error}") from None
     return parsed
 
