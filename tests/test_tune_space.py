@@ -91,7 +91,7 @@ def test_bad_fixed_params_and_study_settings_are_refused(tmp_path: Path, change:
 def test_a_bad_file_is_one_line_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "tune.yaml"
     path.write_text("space: [unclosed", encoding="utf-8")
-    with pytest.raises(TuneSettingsError, match="tune.yaml is not valid YAML"):
+    with pytest.raises(TuneSettingsError, match="tune.yaml: not valid YAML"):
         load_settings(path, parse_params({}))
     with pytest.raises(TuneSettingsError, match="cannot read"):
         load_settings(tmp_path / "missing.yaml", parse_params({}))
