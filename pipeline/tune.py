@@ -72,14 +72,13 @@ def _storage(args: argparse.Namespace, default: Path | None = None) -> str:
 def _open(url: str, name: str, settings: TuneSettings, params: Path) -> "optuna.Study":
     """The study, created (with its MLflow parent run) or loaded; a resumed one first retries dead trials."""
     from pipeline.tracking.studies import PARENT_RUN_ATTR
+    from pipeline.tracking.study_runs import create_parent_run
     from pipeline.tuning import study as studies
 
-    study = studies.create_or_load(url, name, settings)
-    if PARENT_RUN_ATTR not in study.user_attrs:
-        from pipeline.tracking.study_runs import create_parent_run
+    def parent_run(study: "optuna.Study") -> None:
+        study.set_user_attr(PARENT_RUN_ATTR, create_parent_run(_experiment(study, params), name, settings.as_attrs()))
 
-        run_id = create_parent_run(_experiment(study, params), name, settings.as_attrs())
-        study.set_user_attr(PARENT_RUN_ATTR, run_id)
+    study = studies.create_or_load(url, name, settings, on_create=parent_run)
     studies.fail_dead_trials(study)
     return study
 

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,8 +56,10 @@ def storage_for(url: str) -> optuna.storages.BaseStorage:
     return open_storage(url, heartbeat_s=HEARTBEAT_S, retry=retry_callback())
 
 
-def create_or_load(url: str, name: str, settings: TuneSettings, sampler: Any = None) -> optuna.Study:
-    """Study ``name``: created with ``settings`` and its budget enqueued, or loaded when it exists.
+def create_or_load(url: str, name: str, settings: TuneSettings, sampler: Any = None,
+                   on_create: Callable[[optuna.Study], None] | None = None) -> optuna.Study:
+    """Study ``name``: created with ``settings``, ``on_create`` (its MLflow parent run) and its budget enqueued,
+    or loaded when it exists, once its creator has done all three (so a joining worker never sees half a study).
 
     An existing study keeps its own settings; different local ones (``trials`` aside) are refused, so a
     resumed or joined study never mixes two spaces. Raises ``TuneSettingsError`` for that.
@@ -75,7 +77,9 @@ def create_or_load(url: str, name: str, settings: TuneSettings, sampler: Any = N
                                     "resume it with its own, or start a new study with --study") from None
         return study
     study.set_user_attr(SETTINGS_ATTR, settings.as_attrs())
-    top_up(study, settings.trials)
+    if on_create:
+        on_create(study)
+    top_up(study, settings.trials)  # the budget last: it tells joining workers the study is ready
     return study
 
 

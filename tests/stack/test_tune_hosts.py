@@ -92,6 +92,7 @@ def test_two_hosts_share_a_study_and_survive_a_killed_worker(builder: Built, sec
         killed_run = database.execute(sqlalchemy.text("SELECT status FROM runs WHERE run_uuid = :id"),
                                       {"id": killed.user_attrs[RUN_ATTR]}).scalar_one()
     assert "RUNNING" not in statuses, statuses
+    assert statuses["FINISHED"] == 1 + 1 + BUDGET, "not one repro run, one parent run and the complete trials' runs"
     assert killed_run == "FAILED"
 
     listed = first.dvc("exp", "list", "origin", "--name-only").stdout.split()
