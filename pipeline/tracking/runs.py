@@ -19,6 +19,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.core import atomic_files
+from pipeline.core.model_kind import RUN_TAG
 from pipeline.core.paths import MLFLOW_ARTIFACTS_DIR
 from pipeline.tracking.git_state import git_tags
 from pipeline.tracking.store import (
@@ -42,7 +43,7 @@ RETRAIN_COMMAND = "dvc repro --force --single-item train, then dvc repro"
 PIPELINE_TAG = "pipeline.stage"
 HOST_TAG = "pipeline.host"
 PID_TAG = "pipeline.pid"
-MODEL_KIND_TAG = "model.kind"
+MODEL_KIND_TAG = RUN_TAG
 """``vae`` or ``cvae`` (``pipeline.core.model_kind``): which likelihood the run's test metrics estimate."""
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """The experiment's kind as the MLflow UI sets it; 3.17's UI lets its GenAI/Model training switch win."""
