@@ -226,7 +226,9 @@ def open_training_run(path: Path) -> RunRef:
     store = configure()
     try:
         run = MlflowClient().get_run(ref.run_id) if store_exists(store) else None
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise  # a store that fails is reported as such by store_errors, not as a missing run
         run = None
     if run is None or run.info.lifecycle_stage == "deleted":
         state = "deleted from" if run else "not in"
