@@ -36,7 +36,7 @@ R = TypeVar("R")
 SERVER_PROBE_TIMEOUT_S = 5.0
 STORE_LOCK_TIMEOUT_S = 120.0
 FAILURE_LOGGERS = ("mlflow.store.db.utils",)
-"""Log every SQL failure as a traceback with the statement and its parameters before raising it."""
+"""MLflow's loggers that log a store failure, as a traceback with the SQL and its parameters, before raising it."""
 SQLITE_RECOVERY = {
     "SQLITE_CORRUPT": ("is damaged", "restore it from a backup, or set MLFLOW_TRACKING_URI to a new store "
                                      "(sqlite:///{new}); the damaged file is left as it is"),
