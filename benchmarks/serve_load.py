@@ -1,20 +1,23 @@
 """Load on the served decoder: `mlflow models serve` on 127.0.0.1, driven by 1, 4 and 16 concurrent clients.
 
-The model is the champion decoder (``models:/<check.registered_models.decoder>@champion``) when the
-store has one, else the decoder logged by the run in ``models/run.json``. The server reads a copy of
-the store in a temporary folder (the artifacts stay where the store says), so a training that writes
-the project's store meanwhile neither slows nor locks it; it runs with ``--env-manager local``, the
-project's own environment, and stops at the end.
+By default the trained model (``models/vae.keras``) is logged by this checkout's ``log_vae_models``
+into a new store in a temporary folder, and its decoder is served: what the code as it stands would
+serve. ``--champion`` serves the registered champion decoder instead
+(``models:/<check.registered_models.decoder>@champion``), ``--model-uri`` any model, each from a copy of
+the project's store (its artifacts stay where the store says), so a training that writes the store
+meanwhile neither slows nor locks it. The server runs with ``--env-manager local``, the project's own
+environment, and stops at the end.
 
 For every number of clients and every request size (latent points per request), the clients post for
 ``--seconds`` each, every client on its own keep-alive connection, one request after another. A request
 is an error unless it answers HTTP 200 with strict JSON holding one 784-pixel row per point. Printed per
 cell: requests per second, median and 99th-percentile latency, errors; then the resident memory of the
-server's process tree (the server and its workers) after the warm-up and at the end, and the load average.
-Goal: 0 errors and no memory growth. With ``--repeats N`` each cell runs N times and the medians are shown.
+server's process tree (the server and its workers) after each cell, after a warm-up with every request
+size, and the load average. Goal: 0 errors and no memory growth. With ``--repeats N`` each cell runs N
+times and the medians are shown.
 
-    uv run python benchmarks/serve_load.py [--model-uri URI] [--clients 1 4 16] [--points 1 100]
-        [--seconds 10] [--repeats 1] [--workers 1] [--markdown FILE]
+    uv run python benchmarks/serve_load.py [--champion | --model-uri URI] [--model models/vae.keras]
+        [--clients 1 4 16] [--points 1 100] [--seconds 10] [--repeats 1] [--workers 1] [--markdown FILE]
 """
 
 import argparse
@@ -63,21 +66,39 @@ class Cell:
         return float(np.percentile(self.latencies_ms, share)) if self.latencies_ms else float("nan")
 
 
-def default_model_uri(root: Path, store: str) -> str:
-    """The champion decoder if the store has one, else the decoder logged by ``models/run.json``'s run."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
+def champion_uri(root: Path) -> str:
+    """``models:/<the registered decoder>@champion``, by ``check.registered_models.decoder`` in params.yaml."""
     from pipeline.core.params import load_params
 
-    name = load_params(root / "params.yaml").check.registered_models.decoder
-    client = mlflow.MlflowClient(tracking_uri=store)
-    try:
-        client.get_model_version_by_alias(name, "champion")
-        return f"models:/{name}@champion"
-    except MlflowException:
-        run = json.loads((root / "models" / "run.json").read_text(encoding="utf-8"))
-        return f"models:/{run['models']['decoder']}"
+    return f"models:/{load_params(root / 'params.yaml').check.registered_models.decoder}@champion"
+
+
+def log_decoder(model_file: Path, folder: Path) -> tuple[str, str]:
+    """Log the trained model's views with this checkout's code into a new store in ``folder``; return the
+    store's URI and the decoder's model URI."""
+    import mlflow
+
+    from pipeline.model.loading import load_trained_vae
+    from pipeline.tracking.logged_models import log_vae_models
+    from pipeline.train import example_inputs
+
+    trained = load_trained_vae(model_file)
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    experiment = mlflow.create_experiment("serve-load", artifact_location=(folder / "artifacts").as_uri())
+    examples = example_inputs(trained, np.zeros((5, PIXELS), np.float32), np.zeros(5, np.uint8))
+    with mlflow.start_run(experiment_id=experiment):
+        model_ids = log_vae_models(trained.encoder, trained.decoder, examples, step=0)
+    return store, f"models:/{model_ids['decoder']}"
+
+
+def label_count(model_uri: str, store: str) -> int:
+    """The width of the decoder's ``labels`` input (a conditional VAE), 0 without one."""
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    inputs = mlflow.models.get_model_info(model_uri).signature.inputs.inputs
+    return next((spec.shape[-1] for spec in inputs if spec.name == "labels"), 0)
 
 
 def free_port() -> int:
@@ -140,9 +161,13 @@ def tree_rss_mib(pid: int) -> float:
     return total / 1024
 
 
-def request_body(points: int, seed: int) -> bytes:
+def request_body(points: int, seed: int, classes: int = 0) -> bytes:
+    """``points`` latent points drawn from the prior (with one-hot labels, cycling, for a conditional decoder)."""
     z = np.random.default_rng(seed).normal(size=(points, LATENT_DIM)).astype(np.float32)
-    return json.dumps({"inputs": z.tolist()}).encode()
+    if not classes:
+        return json.dumps({"inputs": z.tolist()}).encode()
+    labels = np.eye(classes, dtype=np.float32)[np.arange(points) % classes]
+    return json.dumps({"inputs": {"z": z.tolist(), "labels": labels.tolist()}}).encode()
 
 
 def answer_is_right(status: int, text: bytes, points: int) -> bool:
@@ -158,7 +183,7 @@ def answer_is_right(status: int, text: bytes, points: int) -> bool:
     return pixels.shape == (points, PIXELS) and bool(np.all((pixels >= 0) & (pixels <= 1)))
 
 
-def drive(port: int, clients: int, points: int, seconds: float) -> Cell:
+def drive(port: int, clients: int, points: int, seconds: float, classes: int = 0) -> Cell:
     """``clients`` threads, each on its own connection, posting one request after another for ``seconds``."""
     latencies: list[float] = []
     errors = [0]
@@ -167,7 +192,7 @@ def drive(port: int, clients: int, points: int, seconds: float) -> Cell:
     stop = start + seconds
 
     def client(number: int) -> None:
-        body = request_body(points, seed=number)
+        body = request_body(points, seed=number, classes=classes)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine, failed = [], 0
         while time.monotonic() < stop:
@@ -195,20 +220,25 @@ def drive(port: int, clients: int, points: int, seconds: float) -> Cell:
     return Cell(clients, points, len(latencies), time.monotonic() - start, tuple(latencies), errors[0])
 
 
-def median_row(runs: Sequence[Cell]) -> list[object]:
-    """One table row: medians over the repeats of one cell."""
+def median_row(runs: Sequence[Cell], rss_mib: float) -> list[object]:
+    """One table row: medians over the repeats of one cell, and the server's memory after them."""
     first = runs[0]
     return [first.clients, first.points, sum(run.requests for run in runs),
             f"{statistics.median(run.per_second for run in runs):.1f}",
             f"{statistics.median(run.percentile(50) for run in runs):.1f}",
             f"{statistics.median(run.percentile(99) for run in runs):.1f}",
-            sum(run.errors for run in runs)]
+            sum(run.errors for run in runs), f"{rss_mib:.0f}"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-uri", help="the model to serve (default: the champion decoder, else the run's)")
-    parser.add_argument("--store", type=Path, default=REPO_ROOT / "mlflow.db", help="the SQLite store to copy")
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--champion", action="store_true", help="serve the registered champion decoder")
+    chosen.add_argument("--model-uri", help="serve this model from a copy of --store")
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "vae.keras",
+                        help="the trained model whose decoder is logged and served by default")
+    parser.add_argument("--store", type=Path, default=REPO_ROOT / "mlflow.db",
+                        help="the SQLite store to copy for --champion and --model-uri")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--points", type=int, nargs="+", default=[1, 100], help="latent points per request")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each cell posts")
@@ -216,24 +246,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="mlflow models serve --workers")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
-    if not args.store.is_file():
-        raise SystemExit(f"no MLflow store at {args.store}: run `uv run dvc repro` first, or pass --store")
+    needed = args.store if args.champion or args.model_uri else args.model
+    if not needed.is_file():
+        raise SystemExit(f"no {needed}: run `uv run dvc repro` first")
 
     with tempfile.TemporaryDirectory(prefix="serve-load-") as scratch:
-        store = f"sqlite:///{shutil.copyfile(args.store, Path(scratch) / 'mlflow.db')}"
-        model_uri = args.model_uri or default_model_uri(REPO_ROOT, store)
+        if args.champion or args.model_uri:
+            store = f"sqlite:///{shutil.copyfile(args.store, Path(scratch) / 'mlflow.db')}"
+            model_uri = args.model_uri or champion_uri(REPO_ROOT)
+        else:
+            store, model_uri = log_decoder(args.model, Path(scratch))
+        classes = label_count(model_uri, store)
         load_before = os.getloadavg()
         with served(model_uri, store, args.workers, Path(scratch) / "serve.log") as (port, pid):
-            drive(port, 1, 1, 2.0)  # warm-up: the first requests trace the model's functions
+            for points in args.points:  # warm-up: the first request of each size traces the model's function
+                drive(port, 1, points, 1.0, classes)
             rss_start = tree_rss_mib(pid)
-            rows = [median_row([drive(port, clients, points, args.seconds) for _ in range(args.repeats)])
-                    for points in args.points for clients in args.clients]
+            rows = []
+            for points in args.points:
+                for clients in args.clients:
+                    runs = [drive(port, clients, points, args.seconds, classes) for _ in range(args.repeats)]
+                    rows.append(median_row(runs, tree_rss_mib(pid)))
             rss_end = tree_rss_mib(pid)
         load_after = os.getloadavg()
 
     table = tabulate(rows, headers=["clients", "points/request", "requests", "requests/s", "median ms", "p99 ms",
-                                    "errors"], tablefmt="github")
-    errors = sum(int(row[-1]) for row in rows)
+                                    "errors", "server RSS MiB"], tablefmt="github")
+    errors = sum(int(row[-2]) for row in rows)
     summary = (f"model {model_uri}, {args.workers} worker(s), {args.seconds:g} s per cell x {args.repeats}; "
                f"server tree RSS {rss_start:.0f} MiB after warm-up, {rss_end:.0f} MiB at the end "
                f"({rss_end - rss_start:+.0f} MiB); errors {errors}; load average "

@@ -164,7 +164,8 @@ def test_an_answer_that_is_not_finite_is_refused_not_returned() -> None:
     from pipeline.tracking.keras_pyfunc import KerasPyfunc
 
     inputs = keras.Input((2,), name="z")
-    overflow = keras.Model(inputs, keras.layers.Dense(3, kernel_initializer=keras.initializers.Constant(1e30))(inputs))
+    huge = keras.initializers.Constant(1e30)
+    overflow = keras.Model([inputs], keras.layers.Dense(3, kernel_initializer=huge)(inputs))
     with pytest.raises(MlflowException, match="output 'output' is not finite at row 1, column 0") as raised:
         KerasPyfunc(overflow).predict(np.array([[0.0, 0.0], [1e30, 1e30]], np.float32))
     assert raised.value.error_code == "INVALID_PARAMETER_VALUE"

@@ -24,6 +24,10 @@ MODEL_FILE = "model.keras"
 """Where MLflow's Keras flavor saves the model inside its ``data`` folder."""
 RANGES = {"images": (0.0, 1.0)}
 """Inputs with a bounded domain: pixels are grey levels in [0, 1] (Bernoulli means), not 0 … 255."""
+BATCH_ROWS = 4096
+"""Rows per Keras call. ``predict`` spends a few hundred milliseconds per call setting up its data pipeline
+(``benchmarks/serve_load.py``: about 0.4 s of a served one-point request), ``predict_on_batch`` a few
+milliseconds; calls of at most this many rows keep a large request's memory bounded."""
 
 
 class KerasPyfunc:
@@ -39,14 +43,24 @@ class KerasPyfunc:
         Raises ``MlflowException`` (``INVALID_PARAMETER_VALUE``, HTTP 400 when served) for an input value
         that is not finite or out of range, or an answer that is not finite.
         """
-        inputs = data if isinstance(data, dict) else {self.input_names[0]: data}
+        inputs = ({name: np.asarray(values) for name, values in data.items()} if isinstance(data, dict)
+                  else {self.input_names[0]: np.asarray(data)})
         for name, values in inputs.items():
-            _check_input(name, np.asarray(values))
-        outputs = self.model.predict(data, verbose=0)
-        named = {name: np.asarray(value) for name, value in outputs.items()} if isinstance(outputs, dict) else None
-        for name, values in (named or {"output": np.asarray(outputs)}).items():
+            _check_input(name, values)
+        outputs = self._predict(inputs)
+        for name, values in (outputs if isinstance(outputs, dict) else {"output": outputs}).items():
             _check_output(name, values)
-        return named if named is not None else np.asarray(outputs)
+        return outputs
+
+    def _predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+        """The model's answer, ``BATCH_ROWS`` rows per call, as NumPy arrays (a dict of them for named outputs)."""
+        rows = len(next(iter(inputs.values())))
+        starts = range(0, max(rows, 1), BATCH_ROWS)
+        parts = [self.model.predict_on_batch({name: rows_of[start:start + BATCH_ROWS] for name, rows_of in
+                                              inputs.items()}) for start in starts]
+        if isinstance(parts[0], dict):
+            return {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
+        return np.concatenate([np.asarray(part) for part in parts])
 
 
 def _check_input(name: str, values: np.ndarray) -> None:
