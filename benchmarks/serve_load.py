@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+import pipeline  # noqa: F401  (MLflow's and TensorFlow's quiet log levels, before either is imported)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_LIMIT_S = 300
 LATENT_DIM = 2

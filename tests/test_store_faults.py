@@ -81,6 +81,13 @@ def run(root: Path, command: str, *extra: str) -> subprocess.CompletedProcess[st
                           cwd=root, env=environment, capture_output=True, text=True, timeout=600, check=False)
 
 
+def assert_one_store_line(done: subprocess.CompletedProcess[str], command: str, store: Path, cause: str) -> None:
+    """Exit 1 and exactly one line: ``<stage>: error: MLflow tracking store <file> <cause>…``."""
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"{COMMANDS[command][0]}: error: MLflow tracking store {store} {cause}"), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+
+
 def damage(kind: str, healthy: Path, store: Path) -> None:
     """Write ``store`` as a damaged copy of the ``healthy`` SQLite file."""
     data = healthy.read_bytes()
@@ -126,10 +133,7 @@ def test_every_command_on_a_damaged_store_fails_in_one_line_and_changes_nothing(
     damage(kind, trained / "mlflow.db", store)
     before = outputs(project)
     done = run(project, command)
-    stage = COMMANDS[command][0]
-    assert done.returncode == 1, done.stderr
-    assert done.stderr.startswith(f"{stage}: error: MLflow tracking store {store} {DAMAGE[kind]}"), done.stderr
-    assert done.stderr.count("\n") == 1, done.stderr
+    assert_one_store_line(done, command, store, DAMAGE[kind])
     assert done.stdout == ""
     assert outputs(project) == before
 
@@ -175,10 +179,8 @@ def test_a_store_that_cannot_be_written_is_one_line_and_mlflows_own_log_is_held_
     with failing_store(kind, trained / "mlflow.db", project / "store") as cause:
         before = outputs(project)
         done = run(project, command)
+        assert_one_store_line(done, command, store, cause)
         stage = COMMANDS[command][0]
-        assert done.returncode == 1, done.stderr
-        assert done.stderr.startswith(f"{stage}: error: MLflow tracking store {store} {cause}"), done.stderr
-        assert done.stderr.count("\n") == 1, done.stderr
         assert store.read_bytes() == (trained / "mlflow.db").read_bytes()
         changed = {path for path, digest in outputs(project).items() if before.get(path) != digest}
         # evaluate and report write their files, then add them to the run: DVC reruns the failed stage anyway
