@@ -10,25 +10,31 @@ from helpers import REPO_ROOT, SHARED_MNIST
 import pipeline  # noqa: F401  (sets the Keras backend and TensorFlow's log level before a test imports Keras)
 
 
-def _mnist_folder() -> Path:
-    """``$MNIST_MIRROR`` when it names a folder (relative to the repository root), else ``../shared``."""
-    mirror = os.environ.get("MNIST_MIRROR", "")
-    if mirror and "://" not in mirror.removeprefix("file://"):
-        folder = Path(mirror.removeprefix("file://"))
-        return folder if folder.is_absolute() else REPO_ROOT / folder
-    return SHARED_MNIST
+def _mnist_folders() -> list[Path]:
+    """Where the MNIST files may be, in the download stage's order: ``$DATA_MIRROR/mnist``, ``$MNIST_MIRROR``
+    (its former name, MNIST's own folder), each when it names a folder (relative to the repository root),
+    then ``../shared/data/mnist``."""
+    folders = []
+    for variable, subfolder in (("DATA_MIRROR", "mnist"), ("MNIST_MIRROR", "")):
+        mirror = os.environ.get(variable, "")
+        if mirror and "://" not in mirror.removeprefix("file://"):
+            folder = Path(mirror.removeprefix("file://")) / subfolder
+            folders.append(folder if folder.is_absolute() else REPO_ROOT / folder)
+    return [*folders, SHARED_MNIST]
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The real MNIST mirror folder; skip where this machine has none, but never in CI."""
-    folder = _mnist_folder()
-    if not folder.is_dir():
-        message = f"real MNIST files not found at {folder} (set MNIST_MIRROR to a folder of the four .gz files)"
+    folders = _mnist_folders()
+    found = next((folder for folder in folders if folder.is_dir()), None)
+    if found is None:
+        message = (f"real MNIST files not found at {', '.join(map(str, folders))} (set DATA_MIRROR to a folder "
+                   "whose mnist/ holds the four .gz files)")
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    return folder
+    return found
 
 
 @pytest.fixture(scope="session")

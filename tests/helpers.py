@@ -150,6 +150,43 @@ def post(port: int, body: dict) -> dict:
         return json.loads(answer.read())
 
 
+def post_text(port: int, body: str) -> tuple[int, dict]:
+    """POST a JSON text as written (``NaN``, ``Infinity`` and ``1e39`` included); return the HTTP status and the
+    answer, parsed as strict JSON (a bare ``NaN`` or ``Infinity`` in it fails the test, as ``JSON.parse`` would)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            status, text = answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    return status, strict_json(text)
+
+
+def strict_json(text: str) -> dict:
+    """``text`` parsed as RFC 8259 JSON, which has no NaN or Infinity: Python's json accepts them, browsers do not."""
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not JSON: a bare {constant} in {text[:200]!r}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+NON_FINITE_BODIES = {
+    "NaN": "NaN", "null": "null", "Infinity": "Infinity", "-Infinity": "-Infinity",
+    "beyond-float32": "1e39", "beyond-float32-negative": "-1e39",
+}
+"""A JSON value for one input element that the served models must refuse: none is a finite float32."""
+
+
+def request_with(width: int, value: str, rows: int = 2, name: str | None = None, extra: str = "") -> str:
+    """A JSON request of ``rows`` rows of ``width`` zeros with the last row's second value replaced by ``value``
+    (a named input ``name`` when given, with ``extra`` JSON members beside it)."""
+    table = [["0.0"] * width for _ in range(rows)]
+    table[-1][1] = value
+    inputs = "[" + ", ".join("[" + ", ".join(row) + "]" for row in table) + "]"
+    return f'{{"inputs": {{"{name}": {inputs}{extra}}}}}' if name else f'{{"inputs": {inputs}}}'
+
+
 @contextmanager
 def served(uri: str, environment: dict[str, str], folder: Path) -> Iterator[int]:
     """``mlflow models serve`` on a free local port, ended (with its workers) when the caller is done."""

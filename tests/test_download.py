@@ -319,11 +319,30 @@ def test_progress_bar_names_the_file(server: Server, tmp_path: Path, capsys: pyt
 def test_mirror_env_comes_first_then_params_mirrors_or_defaults() -> None:
     spec = DATASETS["mnist"]
     env = {download.MIRROR_ENV: "/env/mirror"}
-    assert dataset_sources(spec, ("/a", "/b"), env) == ["/env/mirror", "/a", "/b"]
-    assert dataset_sources(spec, (), env) == ["/env/mirror", *spec.default_mirrors]
+    assert dataset_sources(spec, ("/a", "/b"), env) == ["/env/mirror/mnist", "/a", "/b"]
+    assert dataset_sources(spec, (), env) == ["/env/mirror/mnist", *spec.default_mirrors]
     assert dataset_sources(spec, ("/a",), {}) == ["/a"]
-    assert dataset_sources(spec, ("/env/mirror", "/a"), env) == ["/env/mirror", "/a"]
+    assert dataset_sources(spec, ("/env/mirror/mnist", "/a"), env) == ["/env/mirror/mnist", "/a"]
     assert dataset_sources(spec, (), {download.MIRROR_ENV: ""}) == list(spec.default_mirrors)
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_a_mirror_is_asked_only_for_the_files_of_the_dataset_the_params_name(dataset: str) -> None:
+    """The reported case: with MNIST_MIRROR set, Fashion-MNIST was looked for in the MNIST folder."""
+    env = {download.MIRROR_ENV: "/data", download.MNIST_ALIAS_ENV: "/old/mnist-folder"}
+    sources = dataset_sources(DATASETS[dataset], ("https://example.org/x/",), env)
+    alias = ["/old/mnist-folder"] if dataset == "mnist" else []
+    assert sources == [f"/data/{dataset}", *alias, "https://example.org/x/"]
+    env = {download.MIRROR_ENV: "https://mirror.example.org/data/", download.MNIST_ALIAS_ENV: "file:///old/mnist"}
+    alias = ["file:///old/mnist"] if dataset == "mnist" else []
+    assert dataset_sources(DATASETS[dataset], (), env)[:1 + len(alias)] == [
+        f"https://mirror.example.org/data/{dataset}/", *alias]
+
+
+def test_the_former_variable_alone_still_serves_mnist() -> None:
+    spec = DATASETS["mnist"]
+    assert dataset_sources(spec, ("/a",), {download.MNIST_ALIAS_ENV: "/old/mnist"}) == ["/old/mnist", "/a"]
+    assert dataset_sources(DATASETS["fashion_mnist"], ("/a",), {download.MNIST_ALIAS_ENV: "/old/mnist"}) == ["/a"]
 
 
 def test_relative_mirrors_from_env_and_params_are_taken_against_the_project_root_from_a_temporary_copy(
@@ -335,10 +354,11 @@ def test_relative_mirrors_from_env_and_params_are_taken_against_the_project_root
     copy.mkdir(parents=True)
     monkeypatch.chdir(copy)
     monkeypatch.setenv("DVC_ROOT", str(copy))
-    env = {download.MIRROR_ENV: "mnist-mirror"}
+    env = {download.MIRROR_ENV: "data-mirror", download.MNIST_ALIAS_ENV: "mnist-mirror"}
     mirrors = ("../shared/mnist", "file:local/mnist", "file:///abs/mnist", "https://example.org/mnist/", "/abs/x")
     assert dataset_sources(DATASETS["mnist"], mirrors, env) == [
-        str(root / "mnist-mirror"), str(root / "../shared/mnist"), (root / "local" / "mnist").as_uri(),
+        str(root / "data-mirror" / "mnist"), str(root / "mnist-mirror"), str(root / "../shared/mnist"),
+        (root / "local" / "mnist").as_uri(),
         "file:///abs/mnist", "https://example.org/mnist/", "/abs/x",
     ]
 
@@ -359,20 +379,21 @@ def test_relative_mirror_supplies_the_files_to_a_download_run_from_a_temporary_c
 def test_main_reports_every_failed_source_and_exits_1(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    for variable in (download.MIRROR_ENV, *download.ALIASES):
+        monkeypatch.delenv(variable, raising=False)
     nowhere = tmp_path.resolve() / "nowhere"
     params = _params_file(tmp_path, [server.url("empty"), str(nowhere)])
     assert download.main(["--params", str(params), "--out", str(tmp_path / "raw")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("download: error: no source supplied a verified train-images-idx3-ubyte")
     assert f"1. {server.url('empty')}" in err and f"2. {nowhere}" in err
-    assert [path for path in (tmp_path / "raw").rglob("*") if path.is_file()] == []
+    assert list((tmp_path / "raw").rglob("*")) == [], "nothing, not even an empty dataset folder"
 
 
 def test_ctrl_c_mid_download_leaves_no_partial_file(server: Server, tmp_path: Path) -> None:
     params = _params_file(tmp_path, [server.url("stall")])
     out = tmp_path / "raw" / "mnist"
-    env = {key: value for key, value in os.environ.items() if key not in {download.MIRROR_ENV, "CI"}}
+    env = {key: value for key, value in os.environ.items() if key not in {download.MIRROR_ENV, *download.ALIASES, "CI"}}
     command = [sys.executable, "-m", "pipeline.download", "--params", str(params), "--out", str(tmp_path / "raw")]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -386,14 +407,20 @@ def test_ctrl_c_mid_download_leaves_no_partial_file(server: Server, tmp_path: Pa
         process.kill()
     assert process.returncode == 130, err
     assert "interrupted" in err
-    assert list(out.iterdir()) == []
+    assert not out.exists(), "no partial file, and no empty dataset folder either"
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("variable", ["DATA_MIRROR", "MNIST_MIRROR"])
 def test_main_fetches_real_mnist_from_mirror_env_before_params_mirrors(
-    mnist_dir: Path, server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mnist_dir: Path, server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
-    monkeypatch.setenv(download.MIRROR_ENV, str(mnist_dir))
+    """``DATA_MIRROR`` names a folder of dataset folders; ``MNIST_MIRROR``, its former name, MNIST's own folder."""
+    for name in (download.MIRROR_ENV, *download.ALIASES):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "mnist").symlink_to(mnist_dir)
+    monkeypatch.setenv(variable, str(tmp_path / "mirror") if variable == "DATA_MIRROR" else str(mnist_dir))
     params = _params_file(tmp_path, [server.url("good")])
     assert download.main(["--params", str(params), "--out", str(tmp_path / "raw")]) == 0
     for idx in DATASETS["mnist"].files.values():
@@ -405,11 +432,11 @@ def test_main_fetches_real_mnist_from_mirror_env_before_params_mirrors(
 def test_main_accepts_the_real_mnist_files_gunzipped_under_their_gz_names(
     mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    mirror = tmp_path / "gunzipped"
-    mirror.mkdir()
+    mirror = tmp_path / "gunzipped" / "mnist"
+    mirror.mkdir(parents=True)
     for idx in DATASETS["mnist"].files.values():
         (mirror / idx.gz_name).write_bytes(gzip.decompress((mnist_dir / idx.gz_name).read_bytes()))
-    monkeypatch.setenv(download.MIRROR_ENV, str(mirror))
+    monkeypatch.setenv(download.MIRROR_ENV, str(mirror.parent))
     (tmp_path / "params.yaml").write_text("data:\n  dataset: mnist\n")
     assert download.main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw")]) == 0
     assert capsys.readouterr().out == f"download: mnist: 4 files verified by SHA-256 in {tmp_path / 'raw' / 'mnist'}\n"

@@ -251,7 +251,7 @@ def test_fault_alone_is_one_download_error_line_naming_source_and_reason_and_lea
         fetch_file(IDX, [server.url(fault)], out / IDX.name, **_options(fault))
     reason, requests = FAILURES[fault]
     lines = str(raised.value).splitlines()
-    assert len(lines) == 3 and lines[2].startswith("Set MNIST_MIRROR"), lines
+    assert len(lines) == 3 and lines[2].startswith("Set DATA_MIRROR"), lines
     assert re.fullmatch(rf"  1\. {re.escape(server.url(fault) + IDX.gz_name)}: .*({reason}).*", lines[1]), lines[1]
     assert server.requests[fault] == requests
     assert _files(out) == []

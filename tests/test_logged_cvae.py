@@ -6,7 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TOLERANCE, child_environment, logged_in_store, post, served, synthetic_digits
+from helpers import (
+    TOLERANCE,
+    child_environment,
+    logged_in_store,
+    post,
+    post_text,
+    request_with,
+    served,
+    synthetic_digits,
+)
 
 LATENT_DIM, CLASSES, SEVEN = 2, 10, 7
 
@@ -52,7 +61,12 @@ def test_served_conditional_decoder_draws_a_seven_from_z_like_keras(trained: dic
                  tmp_path) as port:
         generated = np.array(post(port, {"inputs": {"z": z.tolist(), "labels": onehot.tolist()}})["predictions"],
                              dtype=np.float32)
+        z_text = str(z[:2].tolist())
+        null_label = post_text(port, request_with(CLASSES, "null", name="labels", extra=f', "z": {z_text}'))
+        no_label = post_text(port, f'{{"inputs": {{"z": {z_text}}}}}')
     assert generated.shape == (len(z), 784)
     assert np.max(np.abs(generated - expected)) <= TOLERANCE
     assert np.max(np.abs(generated - other)) > 100 * TOLERANCE, "the label must reach the served decoder"
+    assert null_label[0] == 400 and "input 'labels' holds 1 value(s) that are not finite" in null_label[1]["message"]
+    assert no_label[0] == 400 and "labels" in no_label[1]["message"], no_label
     assert not (tmp_path / "blocked.txt").exists()

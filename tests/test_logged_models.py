@@ -13,9 +13,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TOLERANCE, child_environment, logged_in_store, post, served, synthetic_digits
+from helpers import (
+    NON_FINITE_BODIES,
+    REPO_ROOT,
+    TOLERANCE,
+    child_environment,
+    logged_in_store,
+    pipeline_imports,
+    post,
+    post_text,
+    request_with,
+    served,
+    strict_json,
+    synthetic_digits,
+    top_level_imports,
+)
 
 LATENT_DIM = 2
+INPUTS = {"decoder": ("z", LATENT_DIM), "encoder": ("images", 784), "vae": ("images", 784)}
+"""Each logged model's input and its width."""
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +93,100 @@ def test_a_view_with_a_layer_from_outside_keras_is_refused() -> None:
         portable_views(custom, build_decoder(LATENT_DIM, 8))
 
 
+@pytest.fixture(scope="module")
+def loaded(trained: dict) -> dict[str, object]:
+    """Each logged model loaded with ``mlflow.pyfunc.load_model``, as the scoring server loads it."""
+    import mlflow.pyfunc
+
+    return {name: mlflow.pyfunc.load_model(f"models:/{model_id}") for name, model_id in trained["model_ids"].items()}
+
+
+def score(model: object, body: str) -> tuple[int, dict]:
+    """What ``mlflow models serve`` answers ``body`` with: the scoring server's own ``invocations``, and its
+    exception handler's status and JSON body for an ``MlflowException``."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    try:
+        answer = scoring_server.invocations(body.encode(), "application/json", model, model.metadata.get_input_schema())
+    except MlflowException as error:
+        return error.get_http_status_code(), strict_json(error.serialize_as_json())
+    return answer.status, strict_json(answer.response)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # MLflow reading 1e39 as float32
+@pytest.mark.parametrize("value", list(NON_FINITE_BODIES))
+@pytest.mark.parametrize("name", list(INPUTS))
+def test_a_value_that_is_not_a_finite_float32_gets_400_naming_the_input_row_and_column(
+        loaded: dict, name: str, value: str) -> None:
+    """The reported case: NaN and null got HTTP 200 and a grey image or a fixed code; Infinity and 1e39 got 200
+    with a bare NaN in the body."""
+    input_name, width = INPUTS[name]
+    status, answer = score(loaded[name], request_with(width, NON_FINITE_BODIES[value]))
+    assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), answer
+    assert (f"input '{input_name}' holds 1 value(s) that are not finite numbers, first at row 1, column 1"
+            in answer["message"])
+
+
+@pytest.mark.parametrize("pixel", ["255", "1.0001", "-0.5", "3e38"])
+@pytest.mark.parametrize("name", ["encoder", "vae"])
+def test_a_pixel_outside_zero_to_one_gets_400_naming_it(loaded: dict, name: str, pixel: str) -> None:
+    status, answer = score(loaded[name], request_with(784, pixel))
+    assert status == 400, answer
+    assert "input 'images' holds 1 value(s) outside [0, 1]" in answer["message"]
+    assert "at row 1, column 1" in answer["message"]
+
+
+@pytest.mark.parametrize("name", list(INPUTS))
+def test_a_request_missing_a_value_or_a_row_gets_400(loaded: dict, name: str) -> None:
+    _, width = INPUTS[name]
+    full, short = ", ".join(["0.0"] * width), ", ".join(["0.0"] * (width - 1))
+    ragged = f'{{"inputs": [[{full}], [{short}]]}}'
+    for body in (ragged, '{"inputs": []}', '{"inputs": [[]]}', '{"inputs": null}'):
+        status, answer = score(loaded[name], body)
+        assert status == 400, (body[:40], answer)
+
+
+@pytest.mark.parametrize("z", ["3e38", "-3e38", "1e30", "-1e30"])
+def test_every_decoder_answer_to_a_finite_z_is_strict_json_pixels_or_a_400(loaded: dict, z: str) -> None:
+    status, answer = score(loaded["decoder"], f'{{"inputs": [[{z}, {z}], [0.0, {z}]]}}')
+    if status == 200:
+        pixels = np.array(answer["predictions"])
+        assert pixels.shape == (2, 784) and np.all((pixels >= 0) & (pixels <= 1))
+    else:
+        assert status == 400 and "is not finite" in answer["message"], answer
+
+
+def test_an_answer_that_is_not_finite_is_refused_not_returned() -> None:
+    import keras
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.tracking.keras_pyfunc import KerasPyfunc
+
+    inputs = keras.Input((2,), name="z")
+    huge = keras.initializers.Constant(1e30)
+    overflow = keras.Model([inputs], keras.layers.Dense(3, kernel_initializer=huge)(inputs))
+    with pytest.raises(MlflowException, match="output 'output' is not finite at row 1, column 0") as raised:
+        KerasPyfunc(overflow).predict(np.array([[0.0, 0.0], [1e30, 1e30]], np.float32))
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_the_loader_copied_into_each_model_needs_only_keras_numpy_and_mlflow() -> None:
+    loader = REPO_ROOT / "pipeline" / "tracking" / "keras_pyfunc.py"
+    assert pipeline_imports(loader) == set()
+    assert top_level_imports(loader) <= {"os", "numpy", "mlflow"}
+
+
+def test_pyfunc_predict_in_python_refuses_non_finite_arrays_too(loaded: dict, trained: dict) -> None:
+    from mlflow.exceptions import MlflowException
+
+    z = np.array([[0.0, 0.0], [np.nan, 1.0]], np.float32)
+    with pytest.raises(MlflowException, match="input 'z' holds 1 value.s. that are not finite numbers, first at row 1"):
+        loaded["decoder"].predict(z)
+    good = np.array([[0.0, 0.0], [1.0, 1.0]], np.float32)
+    assert np.max(np.abs(loaded["decoder"].predict(good) - trained["decoder"].predict(good, verbose=0))) <= TOLERANCE
+
+
 def _expected(trained: dict, images: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
     z_mean, z_log_var, _ = trained["encoder"].predict(images, verbose=0)
     return {"decoder": trained["decoder"].predict(z, verbose=0), "z_mean": z_mean, "z_log_var": z_log_var,
@@ -128,17 +238,27 @@ def test_pyfunc_and_keras_loading_need_no_project_code(trained: dict, tmp_path: 
 
 
 @pytest.mark.slow
-def test_served_decoder_and_encoder_answer_like_keras(trained: dict, tmp_path: Path) -> None:
+def test_served_models_answer_like_keras_and_refuse_non_finite_input_with_400_in_json(trained: dict,
+                                                                                    tmp_path: Path) -> None:
     images = trained["images"][:2]
     z = np.array([[0.0, 0.0], [1.5, -0.5], [-2.0, 1.0]], dtype=np.float32)
     expected = _expected(trained, images, z)
     environment = child_environment(trained, tmp_path)
-    with served(f"models:/{trained['model_ids']['decoder']}", environment, tmp_path) as port:
-        generated = post(port, {"inputs": z.tolist()})["predictions"]
-    with served(f"models:/{trained['model_ids']['encoder']}", environment, tmp_path) as port:
-        encoded = post(port, {"inputs": images.tolist()})["predictions"]
-    assert np.max(np.abs(np.array(generated, dtype=np.float32) - expected["decoder"])) <= TOLERANCE
-    assert set(encoded) == {"z_mean", "z_log_var"}
+    answers, refusals = {}, {}
+    for name in INPUTS:
+        inputs = z if name == "decoder" else images
+        with served(f"models:/{trained['model_ids'][name]}", environment, tmp_path) as port:
+            answers[name] = post(port, {"inputs": inputs.tolist()})["predictions"]
+            input_name, width = INPUTS[name]
+            refusals[name] = {value: post_text(port, request_with(width, body))
+                              for value, body in NON_FINITE_BODIES.items()}
+    assert np.max(np.abs(np.array(answers["decoder"], dtype=np.float32) - expected["decoder"])) <= TOLERANCE
+    assert np.max(np.abs(np.array(answers["vae"], dtype=np.float32) - expected["vae"])) <= TOLERANCE
+    assert set(answers["encoder"]) == {"z_mean", "z_log_var"}
     for name in ("z_mean", "z_log_var"):
-        assert np.max(np.abs(np.array(encoded[name], dtype=np.float32) - expected[name])) <= TOLERANCE
+        assert np.max(np.abs(np.array(answers["encoder"][name], dtype=np.float32) - expected[name])) <= TOLERANCE
+    for name, by_value in refusals.items():
+        for value, (status, answer) in by_value.items():
+            assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), (name, value, answer)
+            assert f"input '{INPUTS[name][0]}' holds 1 value(s) that are not finite numbers" in answer["message"]
     assert not (tmp_path / "blocked.txt").exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.core import interrupts
+from pipeline.core.dvc_outputs import restore_hint
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import MODEL_FILE, PARAMS_FILE, PREPARED_DIR, RUN_FILE
 from pipeline.core.quiet import VERBOSE_ENV, make_verbose
@@ -62,7 +63,10 @@ def os_error_line(error: OSError) -> str:
 def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
               argv: Sequence[str] | None) -> int:
     """Parse ``argv``, run ``body``; report a ``PipelineError``, an ``OSError`` on an input or output
-    (disk full, read-only, permission denied, not a directory, ...) or Ctrl-C as one line and an exit code."""
+    (disk full, read-only, permission denied, not a directory, ...) or Ctrl-C as one line and an exit code.
+
+    Run by DVC, a failed stage has lost its outputs (DVC deletes them first): a second line says how to
+    restore them (``pipeline.core.dvc_outputs``)."""
     args = parser.parse_args(argv)
     if args.verbose:
         make_verbose()
@@ -71,14 +75,22 @@ def run_stage(stage: str, body: Callable[[argparse.Namespace], None], parser: ar
     try:
         body(args)
     except PipelineError as error:
-        print(f"{stage}: error: {error}", file=sys.stderr)
+        _failed(stage, f"error: {error}")
         return EXIT_FAILURE
     except OSError as error:
-        print(f"{stage}: error: {os_error_line(error)}", file=sys.stderr)
+        _failed(stage, f"error: {os_error_line(error)}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        print(f"{stage}: interrupted; no partial output was kept", file=sys.stderr)
+        _failed(stage, "interrupted; no partial output was kept")
         return EXIT_INTERRUPTED
     finally:
         interrupts.restore(previous)
     return 0
+
+
+def _failed(stage: str, message: str) -> None:
+    """Print the failure; where DVC ran the stage, a second line says how to restore the outputs DVC deleted."""
+    print(f"{stage}: {message}", file=sys.stderr)
+    hint = restore_hint(stage, Path.cwd())  # DVC runs each stage at the root of the copy it works in
+    if hint:
+        print(f"{stage}: {hint}", file=sys.stderr)

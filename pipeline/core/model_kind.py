@@ -19,6 +19,8 @@ CVAE: ModelKind = "cvae"
 LIKELIHOOD: dict[str, str] = {VAE: "p(x)", CVAE: "p(x|y)"}
 """The likelihood that ``test_nll_is`` and ``test_neg_elbo`` bound, per kind."""
 NAMES: dict[str, str] = {VAE: "unconditional VAE", CVAE: "conditional VAE"}
+RUN_TAG = "model.kind"
+"""The MLflow run tag (and registered version tag) holding the kind; a run without it is the unconditional VAE."""
 
 
 class ModelKindError(PipelineError):

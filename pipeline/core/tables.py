@@ -4,6 +4,7 @@
 """
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,10 +20,25 @@ def add_table_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown")
 
 
-def show_table(table: "pd.DataFrame", csv: Path | None = None, markdown: Path | None = None) -> None:
-    """Print ``table`` without its index; write it atomically as CSV and Markdown where a path is given."""
-    print(table.to_string(index=False))
+Render = Callable[["pd.DataFrame"], str]
+Layout = Callable[["pd.DataFrame", Render, str], str]
+"""``layout(table, render, heading)``: the text of ``table``, its parts drawn by ``render``, under headings that
+start with ``heading`` (``"### "`` in Markdown, ``""`` in the terminal)."""
+
+
+def whole(table: "pd.DataFrame", render: Render, heading: str) -> str:
+    """The table in one piece, without headings."""
+    return render(table) + "\n"
+
+
+def show_table(table: "pd.DataFrame", csv: Path | None = None, markdown: Path | None = None,
+               layout: Layout = whole) -> None:
+    """Print ``table`` without its index; write it atomically as CSV and Markdown where a path is given.
+
+    ``layout`` may split the printed and Markdown table into headed parts; the CSV stays one table.
+    """
+    print(layout(table, lambda part: part.to_string(index=False), ""), end="")
     if csv:
         atomic_files.write_text(csv, table.to_csv(index=False))
     if markdown:
-        atomic_files.write_text(markdown, table.to_markdown(index=False) + "\n")
+        atomic_files.write_text(markdown, layout(table, lambda part: part.to_markdown(index=False), "### "))

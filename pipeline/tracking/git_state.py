@@ -6,14 +6,9 @@ lines it adds for them) do not count, or every run of a fresh clone would be dir
 """
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.core.strict_yaml import YamlError, load_yaml_file
-
-DVC_FILE = "dvc.yaml"
-DVC_LOCK = "dvc.lock"
-OUTPUT_KINDS = ("outs", "metrics", "plots")
+from pipeline.core.dvc_outputs import DVC_LOCK, declared_outputs
 
 
 def git_tags(root: Path) -> dict[str, str]:
@@ -34,17 +29,4 @@ def git_tags(root: Path) -> dict[str, str]:
 def dvc_outputs(root: Path) -> list[str]:
     """The paths the stages of ``root/dvc.yaml`` write (outs, metrics, plots), relative to ``root``;
     none when there is no readable dvc.yaml."""
-    try:
-        pipeline = load_yaml_file(Path(root) / DVC_FILE)
-    except (OSError, YamlError):
-        return []
-    stages = pipeline.get("stages") if isinstance(pipeline, dict) else None
-    return sorted(set(_declared(stages))) if isinstance(stages, dict) else []
-
-
-def _declared(stages: dict) -> Iterator[str]:
-    for stage in stages.values():
-        for kind in OUTPUT_KINDS:
-            entries = stage.get(kind) if isinstance(stage, dict) else None
-            for entry in entries if isinstance(entries, list) else []:
-                yield from ([entry] if isinstance(entry, str) else entry if isinstance(entry, dict) else [])
+    return sorted({output.path for output in declared_outputs(root)})

@@ -9,9 +9,10 @@ example, shown on the run page and the experiment's Models page:
 
 All three are MLflow Keras-flavor models built from standard Keras layers only
 (``pipeline.model.serving``), so ``mlflow.keras.load_model``, ``mlflow.pyfunc.load_model`` and
-``mlflow models serve --env-manager local`` need neither ``pipeline`` nor its ``Sampling`` layer. The
-encoder's pyfunc flavor is replaced by ``keras_named_outputs`` (copied into the model) so that its
-two outputs come back named.
+``mlflow models serve --env-manager local`` need neither ``pipeline`` nor its ``Sampling`` layer. Their
+pyfunc flavor loads through ``keras_pyfunc``, copied into each model, which refuses inputs that are not
+finite or out of range with HTTP 400 (MLflow's signature checks shapes and dtypes, not values) and keeps
+the encoder's two outputs named.
 """
 
 import logging
@@ -31,7 +32,7 @@ from mlflow.models import Model, ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from pipeline.core.quiet import verbose
-from pipeline.tracking import keras_named_outputs
+from pipeline.tracking import keras_pyfunc
 from pipeline.tracking.store import store_errors
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ PIXELS = "pixels"
 """The name of the decoder's and the reconstruction's single output in signatures."""
 CODE_DIR = "code"
 DATA_DIR = "data"
-"""The folder of MLflow's Keras flavor that holds ``model.keras``; the named-outputs loader reads it too."""
+"""The folder of MLflow's Keras flavor that holds ``model.keras``; ``keras_pyfunc`` reads it too."""
 QUIET_LOGGERS = ("mlflow.utils.environment",)
 """Warns for every model that ``pip`` has no version: true in a uv environment, and no news."""
 
@@ -81,14 +82,13 @@ def _outputs(view: "keras.Model", inputs: dict[str, np.ndarray]) -> np.ndarray |
 def _log_view(name: str, view: "keras.Model", inputs: dict[str, np.ndarray], requirements: list[str],
               step: int) -> str:
     outputs = _outputs(view, inputs)
-    named = isinstance(outputs, dict)
-    outputs_by_name = outputs if named else {PIXELS: outputs}
+    outputs_by_name = outputs if isinstance(outputs, dict) else {PIXELS: outputs}
     signature = ModelSignature(inputs=tensor_schema(inputs), outputs=tensor_schema(outputs_by_name))
     example = next(iter(inputs.values())) if len(inputs) == 1 else inputs
     info = Model.log(
         artifact_path=None, name=name, flavor=_KERAS_FLAVOR, model=view, signature=signature,
         input_example=example, pip_requirements=requirements, step=step,
-        named_outputs=named, validate_serving_input=False,  # the tests load and serve each model for real
+        validate_serving_input=False,  # the tests load and serve each model for real
     )
     return info.model_id
 
@@ -99,13 +99,13 @@ def tensor_schema(arrays: Mapping[str, np.ndarray]) -> Schema:
                    for name, array in arrays.items()])
 
 
-def _save_keras_model(path: str, mlflow_model: Model, named_outputs: bool = False,
-                      validate_serving_input: bool = True, **options: object) -> None:
+def _save_keras_model(path: str, mlflow_model: Model, validate_serving_input: bool = True,
+                      **options: object) -> None:
     """``mlflow.keras.save_model`` as a flavor for ``Model.log``, with two changes.
 
     The folder is made first: the Keras flavor writes the input example before creating it
-    (mlflow/mlflow#16183, open in MLflow 3.17). With ``named_outputs`` the pyfunc flavor loads through
-    ``keras_named_outputs`` so that a dict of outputs stays a dict. ``validate_serving_input`` is read by
+    (mlflow/mlflow#16183, open in MLflow 3.17). The pyfunc flavor loads through ``keras_pyfunc``, which
+    checks every value and keeps a dict of outputs a dict. ``validate_serving_input`` is read by
     ``Model.log`` itself.
     """
     import mlflow.keras
@@ -113,12 +113,12 @@ def _save_keras_model(path: str, mlflow_model: Model, named_outputs: bool = Fals
     del validate_serving_input
     os.makedirs(path, exist_ok=True)
     mlflow.keras.save_model(path=path, mlflow_model=mlflow_model, **options)
-    if named_outputs:
-        _load_with_named_outputs(path, mlflow_model)
+    _load_through_keras_pyfunc(path, mlflow_model)
 
 
-def _load_with_named_outputs(path: str, mlflow_model: Model) -> None:
-    loader = Path(keras_named_outputs.__file__)
+def _load_through_keras_pyfunc(path: str, mlflow_model: Model) -> None:
+    """Replace the Keras flavor's pyfunc loader by ``keras_pyfunc``, copied into the model's ``code/``."""
+    loader = Path(keras_pyfunc.__file__)
     os.makedirs(os.path.join(path, CODE_DIR))
     shutil.copyfile(loader, os.path.join(path, CODE_DIR, loader.name))
     environment = mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME][mlflow.pyfunc.ENV]

@@ -19,6 +19,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.core import atomic_files
+from pipeline.core.model_kind import RUN_TAG
 from pipeline.core.paths import MLFLOW_ARTIFACTS_DIR
 from pipeline.core.processes import process_alive
 from pipeline.tracking.git_state import git_tags
@@ -44,7 +45,7 @@ RETRAIN_COMMAND = "dvc repro --force --single-item train, then dvc repro"
 PIPELINE_TAG = "pipeline.stage"
 HOST_TAG = "pipeline.host"
 PID_TAG = "pipeline.pid"
-MODEL_KIND_TAG = "model.kind"
+MODEL_KIND_TAG = RUN_TAG
 """``vae`` or ``cvae`` (``pipeline.core.model_kind``): which likelihood the run's test metrics estimate."""
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """The experiment's kind as the MLflow UI sets it; 3.17's UI lets its GenAI/Model training switch win."""
@@ -220,7 +221,9 @@ def open_training_run(path: Path) -> RunRef:
     store = configure()
     try:
         run = MlflowClient().get_run(ref.run_id) if store_exists(store) else None
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise  # a store that fails is reported as such by store_errors, not as a missing run
         run = None
     if run is None or run.info.lifecycle_stage == "deleted":
         state = "deleted from" if run else "not in"

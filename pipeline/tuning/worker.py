@@ -23,7 +23,7 @@ from pipeline.tuning.workspace import Workspace, tool_environment
 POLL_S = 5.0
 """How often an idle worker looks for a trial to retry while others still run theirs."""
 EXPERIMENT_ATTR, WORKSPACE_ATTR, COMMIT_ATTR = "dvc_experiment", "workspace", "commit"
-RELATIVE_PATH_VARIABLES = ("MNIST_MIRROR",)
+RELATIVE_PATH_VARIABLES = ("DATA_MIRROR", "MNIST_MIRROR")
 """Variables whose relative paths mean the user's repository, not the workspace the stages run in."""
 
 
