@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from pipeline.core.backend import Backend
 from pipeline.core.errors import PipelineError
 from pipeline.core.paths import PARAMS_FILE
 from pipeline.core.strict_yaml import load_yaml
@@ -23,7 +24,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "download": ("data.dataset", "data.mirrors"),
     "prepare": ("data.dataset", "data.val_fraction", "data.seed"),
     "train": ("data.dataset", "model", "train"),
-    "evaluate": ("data.dataset", "train.beta", "evaluate"),
+    "evaluate": ("data.dataset", "train.beta", "train.backend", "evaluate"),
     "report": ("data", "model", "train", "evaluate", "report"),
 }
 """The params each DVC stage reads, in pipeline order: dvc.yaml lists the same (a test checks), so a change
@@ -85,6 +86,10 @@ class TrainParams(_Section):
     beta: float = Field(default=0.1, ge=0.0)
     seed: int = Field(default=42, ge=0, le=MAX_SEED)
     experiment: str = Field(default="vae-mnist", min_length=1)
+    backend: Backend = Field(
+        default="tensorflow", description="The Keras backend train, evaluate and report run on: tensorflow or jax "
+                                          "(the jax extra); see docs/backends.md."
+    )
 
 
 class EvaluateParams(_Section):

@@ -1,13 +1,21 @@
-"""The VAE in Keras: layers and losses, the compiled trainer, checkpoints, likelihood, loading, serving views.
+"""The VAE in Keras: layers and losses, the compiled training loops, checkpoints, likelihood, loading, serving views.
 
-Importing this package imports TensorFlow, once, with the lines its native libraries print while
-loading held back (``pipeline.core.quiet``); finding the devices here makes the ``cuInit`` line of
-a machine without a GPU come inside that hold too. ``PIPELINE_VERBOSE=1`` shows them.
+Importing this package imports Keras on the backend chosen before (``pipeline.core.backend``), once,
+with the lines its native libraries print while loading held back (``pipeline.core.quiet``); finding
+the devices here makes the ``cuInit`` line of a machine without a GPU come inside that hold too.
+``PIPELINE_VERBOSE=1`` shows them.
 """
 
 from pipeline.core.quiet import native_stderr_held
 
 with native_stderr_held():
-    import tensorflow
+    import keras
 
-    tensorflow.config.list_physical_devices()
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.devices()
+    else:
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
