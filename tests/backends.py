@@ -19,11 +19,9 @@ IN_PROCESS = "tensorflow"
 WORK_TIMEOUT_S = 600
 Result = TypeVar("Result")
 
-BACKENDS = [
-    pytest.param("tensorflow", id="tensorflow"),
-    pytest.param("jax", id="jax", marks=pytest.mark.skipif(
-        importlib.util.find_spec("jax") is None, reason="JAX is not installed here: uv sync --extra jax")),
-]
+needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                               reason="JAX is not installed here: uv sync --extra jax")
+BACKENDS = [pytest.param("tensorflow", id="tensorflow"), pytest.param("jax", id="jax", marks=needs_jax)]
 """The backends as pytest params; JAX's skip where the optional extra is absent (``.ci/run`` installs it)."""
 
 

@@ -51,10 +51,18 @@ def select_backend(backend: Backend, environ: MutableMapping[str, str] = os.envi
     if loaded is not None and loaded != backend:
         raise BackendError(f"Keras is already loaded on {loaded} in this process, train.backend is {backend}; "
                            "run the stage in a fresh process")
-    if importlib.util.find_spec(backend) is None:
+    if not installed(backend):
         raise BackendError(f"train.backend: {backend} needs the {backend} package, which is not installed; "
                            f"install it with: {EXTRAS[backend]}")
     environ[BACKEND_ENV] = backend
+
+
+def installed(package: str) -> bool:
+    """Whether ``package`` can be imported, without importing it (a broken import path counts as missing)."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def loaded_backend() -> str | None:

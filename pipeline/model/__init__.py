@@ -15,6 +15,12 @@ with native_stderr_held():
         import jax
 
         jax.devices()
+        # Keras imports TensorFlow whenever it is installed, on any backend, to seed it and to ask whether an
+        # object it saves is a tf.TensorShape (keras-team/keras#18455): 4 s of CPU in a process that never uses
+        # it. Its lazy handle is told TensorFlow is absent; tests/test_backends.py checks that it stays unloaded.
+        from keras.src.utils.module_utils import tensorflow as lazy_tensorflow
+
+        lazy_tensorflow._available = False
     else:
         import tensorflow
 
