@@ -34,6 +34,17 @@ def test_the_param_sets_keras_backend_for_the_process_and_its_children(backend: 
     assert answer.stdout.strip() == repr({BACKEND_ENV: backend})
 
 
+def test_the_param_wins_over_the_backend_of_a_users_keras_json(tmp_path: Path) -> None:
+    """Keras reads ``$KERAS_HOME/keras.json`` only when ``KERAS_BACKEND`` is unset, and the stage sets it."""
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "torch", "floatx": "float32"}))
+    code = ("from pipeline.core.backend import select_backend; select_backend('tensorflow'); "
+            "import keras; print(keras.backend.backend())")
+    answer = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                            env=stage_env(KERAS_HOME=str(tmp_path)))
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    assert answer.stdout.strip() == "tensorflow"
+
+
 @pytest.mark.parametrize(("value", "param", "expected"), [
     ("torch", "tensorflow", "KERAS_BACKEND=torch in the environment: the pipeline runs on tensorflow or jax"),
     ("openvino", "jax", "KERAS_BACKEND=openvino in the environment: the pipeline runs on tensorflow or jax"),
