@@ -1,6 +1,6 @@
 """Stage ``report``: figures of the trained VAE and a one-page HTML report, added to the MLflow run.
 
-Params are validated and the inputs read before TensorFlow is imported, so a bad value or a
+Params are validated and the inputs read before Keras (on ``train.backend``) is imported, so a bad value or a
 missing file fails before any model work starts.
 """
 

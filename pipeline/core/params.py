@@ -1,7 +1,7 @@
 """The params schema: params.yaml validated into immutable, typed sections for every stage's knobs.
 
 Every wrong type, out-of-range value, unknown key or typo is reported with its dotted key
-before any stage does work, and before TensorFlow is imported.
+before any stage does work, and before Keras and its backend are imported.
 """
 
 from collections.abc import Iterator, Mapping

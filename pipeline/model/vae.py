@@ -5,7 +5,7 @@ sees the image and its one-hot label, q(z | x, y), and the decoder sees z and th
 the prior stays N(0, I). The label input is called ``labels`` everywhere (encoder, decoder, VAE),
 so a caller or a serving signature passes it by name. Only backend-neutral ``keras.ops`` are used
 here; the losses live in ``pipeline.model.losses`` and the compiled training loop in
-``pipeline.model.trainer``. Importing this module imports Keras (and so TensorFlow).
+``pipeline.model.trainer`` (with ``tf_loop`` and ``jax_loop``). Importing this module imports Keras on its backend.
 """
 
 import keras
