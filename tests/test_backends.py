@@ -158,18 +158,23 @@ def _terms_and_one_epoch(backend: str, num_classes: int, optimizer: str) -> tupl
 
 @pytest.mark.slow
 @needs_jax
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop"])
 @pytest.mark.parametrize("num_classes", [0, 10], ids=["vae", "cvae"])
 def test_loss_terms_and_a_training_epoch_agree_between_backends_given_the_same_weights_and_noise(
-        num_classes: int) -> None:
+        num_classes: int, optimizer: str) -> None:
     """Same weights, sampling noise scaled to nothing: the loss terms agree to float32 precision, and so do the
-    weights after three SGD steps (gradients and updates through each backend's compiled loop)."""
-    tf_terms, tf_logs, tf_weights = on_backend("tensorflow", _terms_and_one_epoch, "tensorflow", num_classes, "sgd")
-    jax_terms, jax_logs, jax_weights = on_backend("jax", _terms_and_one_epoch, "jax", num_classes, "sgd")
+    weights after three optimizer steps (gradients and updates through each backend's compiled loop)."""
+    tf_terms, tf_logs, tf_weights = on_backend("tensorflow", _terms_and_one_epoch, "tensorflow", num_classes,
+                                               optimizer)
+    jax_terms, jax_logs, jax_weights = on_backend("jax", _terms_and_one_epoch, "jax", num_classes, optimizer)
     assert jax_terms == pytest.approx(tf_terms, rel=1e-5)
     assert {key: jax_logs[key] for key in tf_terms} == pytest.approx({key: tf_logs[key] for key in tf_terms},
                                                                       rel=1e-5)
-    for mine, theirs in zip(jax_weights, tf_weights, strict=True):
-        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
+    close = np.concatenate([np.isclose(mine, theirs, rtol=1e-4, atol=1e-5).ravel()  # a step is 0.01-0.03
+                            for mine, theirs in zip(jax_weights, tf_weights, strict=True)])
+    # RMSprop divides by the root of the running mean of squared gradients, so a gradient at rounding level
+    # (a unit barely active) becomes a full step of either sign: a few weights in ten thousand may differ.
+    assert close.all() if optimizer == "sgd" else close.mean() > 0.999, f"{np.sum(~close)} weights differ"
     assert not np.allclose(tf_weights[0], shared_weights([tf_weights[0].shape], seed=11)[0]), "the epoch trained"
 
 
