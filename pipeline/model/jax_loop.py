@@ -2,20 +2,22 @@
 
 JAX arrays are immutable, so the loop uses Keras 3's stateless API (keras-io, "Writing a training loop
 from scratch in JAX"): the trainable and non-trainable values (the Sampling layer's seed state among the
-latter) and the optimizer's values go in as arrays, ``stateless_call`` runs the shared training view,
-``jax.value_and_grad`` differentiates the shared loss, ``optimizer.stateless_apply`` returns the updated
-values. Between epochs they are written back into the Keras variables, so checkpoints, evaluation and
-``vae.save`` work as on TensorFlow.
+latter) and the optimizer's values go in as arrays; the shared forward pass and loss
+(``VaeTrainer._losses``) run inside a ``keras.StatelessScope`` mapping the Keras variables to them, as
+``Layer.stateless_call`` does; ``jax.value_and_grad`` differentiates the loss and
+``optimizer.stateless_apply`` returns the updated values. Between epochs they are written back into the
+Keras variables, so checkpoints, evaluation and ``vae.save`` work as on TensorFlow.
 """
 
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import keras
 import numpy as np
 
 from pipeline.model.compiled import compiled
-from pipeline.model.losses import LOSS_NAMES, batch_losses
+from pipeline.model.losses import LOSS_NAMES
 from pipeline.model.trainer import TrainConfig, VaeTrainer
 
 State = tuple[list[jax.Array], list[jax.Array], list[jax.Array]]
@@ -43,25 +45,30 @@ class JaxTrainer(VaeTrainer):
             for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
 
-    def _losses(self, trainable: list, non_trainable: list, images: jax.Array,
-                labels: jax.Array | None) -> tuple[jax.Array, tuple[jax.Array, list]]:
-        """``loss`` and, as auxiliary data, the four ``LOSS_NAMES`` terms (4,) and the new non-trainable values."""
-        outputs, non_trainable = self.view.stateless_call(
-            trainable, non_trainable, self._inputs(images, labels), training=True
-        )
-        terms = batch_losses(images, *outputs, self.config.beta)
+    def _stateless_losses(self, trainable: list, non_trainable: list, optimizer: list, images: jax.Array,
+                          labels: jax.Array | None) -> tuple[jax.Array, tuple[jax.Array, list]]:
+        """``loss`` and, as auxiliary data, the four ``LOSS_NAMES`` terms (4,) and the new non-trainable values.
+
+        The optimizer's values are mapped too, so a loss that reads ``optimizer.iterations`` sees this step's."""
+        variables = self._variables()
+        mapping = [(variable, value) for group, values in zip(variables, (trainable, non_trainable, optimizer),
+                                                              strict=True)
+                   for variable, value in zip(group, values, strict=True)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            terms = self._losses(images, labels)
+        non_trainable = [scope.get_current_value(variable) for variable in variables[1]]
         return terms[0], (jnp.stack(terms), non_trainable)
 
     def _epoch_eager(self, state: State, images: jax.Array, full: jax.Array | None, tail: jax.Array | None,
                      labels: jax.Array | None) -> tuple[State, jax.Array]:
         """Steps over the rows of ``full`` (scanned), then over ``tail``; the new state and the summed terms."""
-        gradient = jax.value_and_grad(self._losses, has_aux=True)
+        gradient = jax.value_and_grad(self._stateless_losses, has_aux=True)
 
         def step(state: State, order: jax.Array) -> tuple[State, jax.Array]:
             trainable, non_trainable, optimizer = state
             batch_labels = None if labels is None else jnp.take(labels, order, axis=0)
-            (_, (terms, non_trainable)), grads = gradient(trainable, non_trainable, jnp.take(images, order, axis=0),
-                                                          batch_labels)
+            (_, (terms, non_trainable)), grads = gradient(trainable, non_trainable, optimizer,
+                                                          jnp.take(images, order, axis=0), batch_labels)
             trainable, optimizer = self.optimizer.stateless_apply(optimizer, grads, trainable)
             return (trainable, non_trainable, optimizer), terms
 
@@ -80,14 +87,12 @@ class JaxTrainer(VaeTrainer):
         self._store(state)
         return np.asarray(totals, dtype=np.float64)
 
-    def _eval_eager(self, trainable: list, non_trainable: list, images: jax.Array,
-                    labels: jax.Array | None) -> tuple[jax.Array, list]:
-        _, (terms, non_trainable) = self._losses(trainable, non_trainable, images, labels)
+    def _eval_eager(self, state: State, images: jax.Array, labels: jax.Array | None) -> tuple[jax.Array, list]:
+        _, (terms, non_trainable) = self._stateless_losses(*state, images, labels)
         return terms, non_trainable
 
     def _eval_batch(self, images: jax.Array, labels: jax.Array | None) -> np.ndarray:
-        trainable, non_trainable, _ = self._state()
-        terms, non_trainable = self._eval(trainable, non_trainable, images, labels)
+        terms, non_trainable = self._eval(self._state(), images, labels)
         for variable, value in zip(self.view.non_trainable_variables, non_trainable, strict=True):
             variable.assign(value)
         return np.asarray(terms, dtype=np.float64)

@@ -1,14 +1,15 @@
 """The TensorFlow training loop: a ``tf.while_loop`` of optimizer steps inside one XLA-compiled function.
 
-Each step runs the shared training view and loss under a ``GradientTape`` and applies the optimizer
-to the Keras variables in place; the Sampling layer's seed state advances as a variable too.
+Each step runs the shared forward pass and loss (``VaeTrainer._losses``) under a ``GradientTape`` and
+applies the optimizer to the Keras variables in place; the Sampling layer's seed state advances as a
+variable too.
 """
 
 import numpy as np
 import tensorflow as tf
 
 from pipeline.model.compiled import compiled
-from pipeline.model.losses import LOSS_NAMES, batch_losses
+from pipeline.model.losses import LOSS_NAMES
 from pipeline.model.trainer import TrainConfig, VaeTrainer
 
 
@@ -19,11 +20,6 @@ class TfTrainer(VaeTrainer):
         super().__init__(config, vae)
         self._train_steps = compiled(self._train_steps_eager)
         self._eval_losses = compiled(self._losses)
-
-    def _losses(self, images: tf.Tensor, labels: tf.Tensor | None = None) -> tuple[tf.Tensor, ...]:
-        """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo); ``labels`` one-hot when conditional."""
-        z_mean, z_log_var, logits = self.view(self._inputs(images, labels), training=True)
-        return batch_losses(images, z_mean, z_log_var, logits, self.config.beta)
 
     def _train_steps_eager(self, images: tf.Tensor, order: tf.Tensor, labels: tf.Tensor | None = None) -> tf.Tensor:
         """Run one optimizer step per row of ``order`` (batch indices); return the summed batch means."""

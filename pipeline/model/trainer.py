@@ -22,7 +22,7 @@ from pipeline.core.params import Params
 from pipeline.data.datasets import DATASETS
 from pipeline.model.checkpoints import EpochCheckpoint
 from pipeline.model.loading import TrainedVae
-from pipeline.model.losses import LOSS_NAMES, EpochLogs
+from pipeline.model.losses import LOSS_NAMES, EpochLogs, batch_losses
 from pipeline.model.vae import LabelError, build_vae, one_hot
 
 EVAL_BATCH_SIZE = 1000
@@ -88,6 +88,13 @@ class VaeTrainer:
         self.view = self.parts.training_view
         self.optimizer = make_optimizer(config.optimizer, config.learning_rate)
         self.optimizer.build(self.view.trainable_variables)
+
+    def _losses(self, images: object, labels: object | None = None) -> tuple:
+        """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo), one sampled z per image; ``labels``
+        one-hot when conditional. Both loops run this same forward pass and differentiate ``loss``: TensorFlow on
+        the Keras variables, JAX inside a ``keras.StatelessScope`` that maps them to the values it carries."""
+        z_mean, z_log_var, logits = self.view(self._inputs(images, labels), training=True)
+        return batch_losses(images, z_mean, z_log_var, logits, self.config.beta)
 
     def _epoch_totals(self, images: object, full: np.ndarray | None, tail: np.ndarray | None,
                       labels: object | None) -> np.ndarray:
