@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import matplotlib.style
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -200,10 +201,12 @@ def render_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: 
 
 def render_figures(params: Params, vae: LatentCodec, x_test: np.ndarray, z_mean: np.ndarray, y_test: np.ndarray,
                    history: Mapping[str, Sequence[float]]) -> dict[str, bytes]:
-    """The figures of ``draw_figures`` as PNG bytes, keyed by file name."""
+    """The figures of ``draw_figures`` as PNG bytes, keyed by file name, in matplotlib's default style: a
+    ``matplotlibrc`` of the user's (in the working folder, ``$MPLCONFIGDIR`` or ``~/.config``) changes nothing."""
     class_names = DATASETS[params.data.dataset].class_names
-    drawn = draw_figures(params.report, vae, x_test, z_mean, y_test, class_names, history)
-    return {name: figures.figure_png(figure) for name, figure in drawn.items()}
+    with matplotlib.style.context("default"):
+        drawn = draw_figures(params.report, vae, x_test, z_mean, y_test, class_names, history)
+        return {name: figures.figure_png(figure) for name, figure in drawn.items()}
 
 
 def render_index(params: Params, vae: LatentCodec, pngs: Mapping[str, bytes], metrics: Mapping[str, object],

@@ -175,3 +175,44 @@ def served(uri: str, environment: dict[str, str], folder: Path) -> Iterator[int]
         os.killpg(server.pid, 15)
         server.wait(timeout=60)
         log.close()
+
+
+# --- Markdown as GitHub reads it -----------------------------------------------------------------------------
+
+def _plain(inline: object) -> str:
+    """An inline token's rendered text: plain text as is, a code span as ```code```, any other markup as
+    ``<type>``, so that a value that turned into a link, emphasis or HTML cannot pass for its text."""
+    parts = []
+    for child in inline.children or []:
+        if child.type in {"text", "softbreak"}:
+            parts.append(child.content if child.type == "text" else "\n")
+        elif child.type == "code_inline":
+            parts.append(f"`{child.content}`")
+        else:
+            parts.append(f"<{child.type}>")
+    return "".join(parts)
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """Each GitHub-flavoured Markdown table in ``text`` as rows of cell texts (header row first)."""
+    from markdown_it import MarkdownIt
+
+    tables: list[list[list[str]]] = []
+    for token in MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(text):
+        if token.type == "table_open":
+            tables.append([])
+        elif token.type == "tr_open":
+            tables[-1].append([])
+        elif token.type == "inline" and tables and token.level > 2 and tables[-1]:
+            tables[-1][-1].append(_plain(token))
+        elif token.type == "table_close":
+            tables[-1] = [row for row in tables[-1] if row]
+    return tables
+
+
+def markdown_lines(text: str) -> list[str]:
+    """The rendered text of each paragraph and heading outside tables, as ``_plain`` writes it."""
+    from markdown_it import MarkdownIt
+
+    return [_plain(token) for token in MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(text)
+            if token.type == "inline" and token.level == 1]

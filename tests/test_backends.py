@@ -51,7 +51,8 @@ def test_the_param_wins_over_the_backend_of_a_users_keras_json(tmp_path: Path) -
     ("jax", "tensorflow", "KERAS_BACKEND=jax in the environment disagrees with train.backend: tensorflow; "
                           "the param decides (unset KERAS_BACKEND, or run with -S train.backend=jax)"),
     ("tensorflow", "jax", "KERAS_BACKEND=tensorflow in the environment disagrees with train.backend: jax"),
-    ("x" * 5000, "tensorflow", "KERAS_BACKEND=" + "x" * 40 + "… in the environment"),
+    ("x" * 5000, "tensorflow", "KERAS_BACKEND=" + "x" * 40 + "… (5000 characters) in the environment"),
+    ("jax\nrm -rf /", "tensorflow", "KERAS_BACKEND=jax\\nrm -rf / in the environment: the pipeline runs on"),
 ])
 def test_a_keras_backend_variable_that_is_unsupported_or_disagrees_is_refused_in_one_line(
         value: str, param: str, expected: str) -> None:

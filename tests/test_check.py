@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import markdown_lines, markdown_tables
 
 from pipeline.check import main
 from pipeline.core.params import Tolerance
@@ -128,6 +129,55 @@ def test_main_fails_on_a_non_finite_value_on_either_side_naming_metric_and_side(
     assert code == 1
     assert row in captured.out
     assert captured.err == f"check: error: gate failed against {baseline}: {reason}\n"
+
+
+HUGE_INTEGER = "1" + "0" * 400
+NOT_A_FLOAT = {
+    "400-digit-integer": (HUGE_INTEGER, "is an integer of about 401 digits, beyond the range of a float"),
+    "huge-negative-integer": (f"-{HUGE_INTEGER}", "is an integer of about 401 digits, beyond the range of a float"),
+    "bool": ("true", "is True, not a number"),
+    "string": ('"166.0"', "is '166.0', not a number"),
+    "100-kb-string": (f'"{"9" * 100_000}"', "… (100002 characters), not a number"),
+    "object": ('{"mean": 166.0}', "is {'mean': 166.0}, not a number"),
+}
+
+
+def metrics_text(replaced: str, value: str) -> str:
+    """BASELINE as JSON text with the metric ``replaced`` written as ``value``."""
+    return "{" + ", ".join(f'"{name}": {value if name == replaced else json.dumps(number)}'
+                           for name, number in BASELINE.items()) + "}"
+
+
+@pytest.mark.parametrize("side", ["new", "baseline"])
+@pytest.mark.parametrize("metric", ["test_neg_elbo", "test_mse"], ids=["gated", "info-only"])
+@pytest.mark.parametrize(("value", "reason"), NOT_A_FLOAT.values(), ids=NOT_A_FLOAT.keys())
+def test_a_metric_that_is_no_float_fails_the_file_in_one_short_line(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str], side: str, metric: str, value: str,
+        reason: str) -> None:
+    """The reported case: a 400-digit integer crashed the gate with an ``OverflowError`` traceback."""
+    files = {name: write_json(tmp_path / f"{name}.json", BASELINE) for name in ("new", "baseline")}
+    files[side].write_text(metrics_text(metric, value))
+    code = main(["--params", str(params), "--metrics", str(files["new"]), "--baseline", str(files["baseline"])])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.startswith(f"check: error: cannot compare: {files[side]}: metric '{metric}' "), captured.err
+    assert reason in captured.err and captured.err.count("\n") == 1 and len(captured.err) < 400, captured.err
+
+
+@pytest.mark.parametrize(("metric", "code", "row"), [
+    ("test_neg_elbo", 1, "| test_neg_elbo | 150 | {sign}inf | {sign}inf | rise <= 1 | new not finite |"),
+    ("test_mse", 0, "| test_mse | 0.05 | {sign}inf | {sign}inf |  | info |"),
+], ids=["gated", "info-only"])
+@pytest.mark.parametrize("sign", ["", "-"], ids=["1e400", "minus-1e400"])
+def test_a_number_beyond_a_float_in_exponent_form_is_infinity(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str], metric: str, code: int, row: str,
+        sign: str) -> None:
+    """JSON's ``1e400`` reads as infinity, as ``Infinity`` does: a gated row fails, an info-only row shows it."""
+    baseline = write_json(tmp_path / "baseline.json", BASELINE)
+    new = tmp_path / "metrics.json"
+    new.write_text(metrics_text(metric, f"{sign}1e400"))
+    assert main(["--params", str(params), "--metrics", str(new), "--baseline", str(baseline)]) == code
+    assert row.format(sign=sign) in capsys.readouterr().out
 
 
 def test_ungated_metric_is_information_even_when_missing_or_nan() -> None:
@@ -291,7 +341,7 @@ def test_params_are_not_compared_against_a_baseline_file_unless_given_baseline_p
         params_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     baseline = write_json(tmp_path / "baseline.json", {"test_neg_elbo": 150.0, "active_units": 2})
     assert run_check(params_repo, "--baseline", str(baseline)) == 0
-    assert ("**Params:** not compared: the baseline is a file; pass `--baseline-params FILE` to compare them."
+    assert ("**Params:** not compared: the baseline is a file; pass --baseline-params FILE to compare them."
             in capsys.readouterr().out)
     old_params = tmp_path / "old-params.yaml"
     old_params.write_text(PARAMS_AT_BASELINE.replace("latent_dim: 2", "latent_dim: 8"))
@@ -399,3 +449,46 @@ def test_a_baseline_files_kind_is_the_model_json_beside_it_unless_given(
     vae = write_json(tmp_path / "vae_model.json", {"kind": "vae", "likelihood": "p(x)", "num_classes": 0})
     assert main([*args, "--baseline-model-kind", str(vae)]) == 1, "an explicit --baseline-model-kind wins"
     assert "the baseline is from the unconditional VAE" in capsys.readouterr().err
+
+
+MARKDOWN_TEXT = {
+    "pipe": "vae|mnist", "escaped-pipe": "a\\|b", "table-row": "| x | y |", "backtick": "a`b", "code": "`x`",
+    "newline": "line1\nline2", "html": "<b>bold</b>", "emphasis": "*x* _y_ __z__", "word_with_underscores": "a_b_c",
+    "link": "[x](http://example.com)", "image": "![x](y.png)", "entity": "&amp; &#124;", "strike": "~~gone~~",
+    "backslash": "C:\\dir\\", "list": "[-2.0, 2.0]",
+}
+
+
+@pytest.mark.parametrize("value", MARKDOWN_TEXT.values(), ids=MARKDOWN_TEXT.keys())
+def test_every_value_in_the_gates_markdown_shows_as_written(
+        params_repo: Path, capsys: pytest.CaptureFixture[str], value: str) -> None:
+    """The reported case: ``train.experiment: "vae|mnist"`` split its table row, so the CI summary and the promoted
+    version's description showed a wrong value. Param values, param keys, metric names (gated and info-only) and
+    the file labels are checked as GitHub renders them."""
+    shown = value.replace("\n", "\\n")  # a newline cannot be inside a table row: it shows as \n
+    (params_repo / "params.yaml").write_text(
+        f"check:\n  tolerances:\n    {json.dumps(value)}: {{tolerance: 0.0}}\n"
+        f"train:\n  beta: 0.1\n  learning_rate: 0.001\n  experiment: {json.dumps(value)}\nmodel:\n  latent_dim: 2\n")
+    metrics = params_repo / "reports" / "metrics.json"
+    write_json(metrics, {"test_neg_elbo": 150.0, value: 1.0})
+    git(params_repo, "add", "reports/metrics.json")
+    git(params_repo, "commit", "-q", "-m", "baseline metrics")
+    write_json(metrics, {"test_neg_elbo": 150.0, value: 2.0, f"info {value}": 1.0})
+    assert run_check(params_repo) == 1
+    captured = capsys.readouterr()
+    metrics_table, params_table = markdown_tables(captured.out)
+    assert [shown, "1", "2", "+1", "rise <= 0", "REGRESSED"] in metrics_table
+    assert [f"info {shown}", "n/a", "1", "n/a", "", "info"] in metrics_table
+    assert ["train.experiment", "n/a", shown] in params_table
+    assert [f"check.tolerances.{shown}.tolerance", "n/a", "0.0"] in params_table
+    assert f"<strong_open>Gate failed:<strong_close> {shown} REGRESSED." in markdown_lines(captured.out)
+    assert captured.err.count("\n") == 1 and f"{shown} REGRESSED" in captured.err
+
+
+@pytest.mark.parametrize("folder", ["a`b", "``x", "x|y", "*x*"])
+def test_file_labels_in_the_gates_heading_show_as_written(
+        tmp_path: Path, params: Path, capsys: pytest.CaptureFixture[str], folder: str) -> None:
+    new = write_json(tmp_path / folder / "metrics.json", BASELINE)
+    baseline = write_json(tmp_path / folder / "baseline.json", BASELINE)
+    assert main(["--params", str(params), "--metrics", str(new), "--baseline", str(baseline)]) == 0
+    assert markdown_lines(capsys.readouterr().out)[0] == f"Metrics gate: `{new}` vs `{baseline}`"

@@ -54,6 +54,7 @@ SPEC = DatasetSpec(
     class_names=tuple("0123456789"),
 )
 LABELS = SPEC.files["train_labels"]
+RAW_WRONG_BYTES = PAYLOADS["train_labels"][:-1] + bytes([PAYLOADS["train_labels"][-1] ^ 1])
 
 
 def _write_mirror(folder: Path) -> Path:
@@ -138,6 +139,14 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "wrongdigest": gzip.compress(bytes([PAYLOADS["train_labels"][0] ^ 1]) + PAYLOADS["train_labels"][1:]),
         "bomb": gzip.compress(bytes(LABELS.size * 50)),
         "oversized": bytes(3 * LABELS.size + (1 << 16)),
+        # A mirror that gunzipped the files but kept their names, and its neighbours.
+        "raw_wrong_bytes": RAW_WRONG_BYTES,
+        "raw_truncated": PAYLOADS["train_labels"][:-3],
+        "raw_wrong_file": PAYLOADS["test_labels"],
+        "gzip_wrong_file": gzip.compress(PAYLOADS["test_labels"]),
+        "gzip_truncated": labels_gz[: len(labels_gz) // 2],
+        "empty_file": b"",
+        "three_bytes": b"\0\0\x08",
     }
     for folder, content in bad.items():
         (root / folder).mkdir()
@@ -171,7 +180,7 @@ def _bad_source(kind: str, server: Server, tmp_path: Path) -> str:
 
 BAD_SOURCES = {
     "empty": "HTTP 404",
-    "corrupt": "corrupt gzip data",
+    "corrupt": "neither gzip nor raw IDX data: it starts with 0x74686973",
     "badcrc": "corrupt gzip data",
     "wrongdigest": f"does not match the pinned {LABELS.sha256}",
     "truncated": "body truncated",
@@ -181,6 +190,13 @@ BAD_SOURCES = {
     "unreachable": "cannot connect",
     "empty_directory": "No such file or directory",
     "ftp": "unsupported scheme 'ftp'",
+    "raw_wrong_bytes": f"not gzip but raw IDX data, and SHA-256 {hashlib.sha256(RAW_WRONG_BYTES).hexdigest()} does not",
+    "raw_truncated": f"not gzip but raw IDX data, and content is {LABELS.size - 3} bytes, expected {LABELS.size}",
+    "raw_wrong_file": f"not gzip but raw IDX data, and content is {len(PAYLOADS['test_labels'])} bytes, expected",
+    "gzip_wrong_file": f"content is {len(PAYLOADS['test_labels'])} bytes, expected {LABELS.size}",
+    "gzip_truncated": "gzip stream ends early (truncated)",
+    "empty_file": "the file is empty",
+    "three_bytes": "neither gzip nor raw IDX data: it starts with 0x000008",
 }
 
 
@@ -221,6 +237,19 @@ def test_bad_source_alone_fails_with_its_reason_and_leaves_nothing(
     assert f"{source.rstrip('/')}/{LABELS.gz_name}" in str(raised.value)
     assert BAD_SOURCES[kind] in str(raised.value)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("form", ["directory", "http"])
+def test_raw_idx_files_under_gz_names_are_accepted_when_their_digest_matches(
+        form: str, server: Server, tmp_path: Path) -> None:
+    """The reported case: a mirror that gunzipped the files but kept their names was "corrupt gzip data"."""
+    mirror = tmp_path / "served" / "gunzipped"
+    mirror.mkdir(parents=True)
+    for role, idx in SPEC.files.items():
+        (mirror / idx.gz_name).write_bytes(PAYLOADS[role])
+    paths = fetch_dataset(SPEC, [str(mirror) if form == "directory" else server.url("gunzipped")],
+                          tmp_path / "out", **FAST)
+    assert {role: path.read_bytes() for role, path in paths.items()} == PAYLOADS
 
 
 def test_all_failing_sources_are_listed_in_order_and_no_unverified_file_remains(
@@ -370,6 +399,22 @@ def test_main_fetches_real_mnist_from_mirror_env_before_params_mirrors(
     for idx in DATASETS["mnist"].files.values():
         assert (tmp_path / "raw" / "mnist" / idx.name).stat().st_size == idx.size
     assert server.requests == []
+
+
+@pytest.mark.integration
+def test_main_accepts_the_real_mnist_files_gunzipped_under_their_gz_names(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mirror = tmp_path / "gunzipped"
+    mirror.mkdir()
+    for idx in DATASETS["mnist"].files.values():
+        (mirror / idx.gz_name).write_bytes(gzip.decompress((mnist_dir / idx.gz_name).read_bytes()))
+    monkeypatch.setenv(download.MIRROR_ENV, str(mirror))
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: mnist\n")
+    assert download.main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw")]) == 0
+    assert capsys.readouterr().out == f"download: mnist: 4 files verified by SHA-256 in {tmp_path / 'raw' / 'mnist'}\n"
+    for idx in DATASETS["mnist"].files.values():
+        assert (tmp_path / "raw" / "mnist" / idx.name).read_bytes() == (mirror / idx.gz_name).read_bytes()
 
 
 def _write_raw(out: Path) -> Path:

@@ -95,6 +95,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Projec
     env = {key: value for key, value in os.environ.items() if key not in UNSET}
     env |= GIT_IDENTITY | {
         "MNIST_MIRROR": str(mnist_dir),
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",  # a notebook's: the report renders headless anyway
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     }
     project = Project(root, env)

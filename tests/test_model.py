@@ -89,6 +89,14 @@ def test_sampling_with_the_same_seed_repeats_its_draws() -> None:
     assert not np.allclose(draws[0][0], draws[0][1]), "each row must get its own noise"
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
+def test_sampling_draws_its_noise_in_the_float_type_of_z_mean(dtype: str) -> None:
+    """Not in Keras' global float type (``floatx``, which a user's keras.json sets): a 58-line TypeError."""
+    z = Sampling(seed=3, dtype=dtype)([np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32)])
+    assert keras.backend.standardize_dtype(z.dtype) == dtype
+    assert np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(z, "float32"))).all()
+
+
 def test_reconstruction_loss_matches_numpy_summed_bce() -> None:
     rng = np.random.default_rng(4)
     targets = np.concatenate([images(3, seed=5), np.round(images(2, seed=6))])

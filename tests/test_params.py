@@ -239,8 +239,8 @@ def test_every_bad_key_in_a_file_is_reported_at_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("train: [\n", "is not valid YAML"),
-        ("train:\n  epochs: 5\n bad indent: 1\n", "is not valid YAML"),
+        ("train: [\n", ": not valid YAML: line 2, column 1: "),
+        ("train:\n  epochs: 5\n bad indent: 1\n", ": not valid YAML: line 3, column "),
         ("- data\n- train\n", "params must be a mapping of sections, got list"),
         ("just a string\n", "params must be a mapping of sections, got str"),
     ],
@@ -252,6 +252,7 @@ def test_unparseable_file_is_a_params_error_naming_the_file(tmp_path: Path, text
         load_params(path)
     assert str(raised.value).startswith(str(path))
     assert reason in str(raised.value)
+    assert len(str(raised.value).splitlines()) == 1, str(raised.value)
 
 
 def test_missing_file_is_a_params_error_naming_it(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import markdown_tables
 
 from pipeline.tracking import registry
 from pipeline.tracking.store import TrackingError
@@ -162,6 +163,20 @@ def test_check_promote_with_a_passing_gate_moves_champion_to_the_run(client: obj
         assert champion.tags["gate.baseline"] == str(project / "baseline" / "metrics.json")
         assert champion.tags["gate.delta.test_neg_elbo"] == "+0.5"
         assert "**Gate passed:**" in champion.description
+
+
+def test_the_promoted_versions_description_shows_every_param_value_as_written(
+        client: object, project: Path) -> None:
+    """The reported case: a ``|`` in ``train.experiment`` split the description's params table."""
+    (project / "params.yaml").write_text(PARAMS_YAML + 'train:\n  experiment: "vae|mnist <b>`x`</b>\\nnext"\n')
+    (project / "old-params.yaml").write_text(PARAMS_YAML + 'train:\n  experiment: "*old* [v](1) a\\\\|b"\n')
+    assert _check(project, 100.5, "--promote", "--baseline-params", str(project / "old-params.yaml")) == 0
+    for name in NAMES.values():
+        description = client.get_model_version_by_alias(name, registry.CHAMPION).description
+        metrics_table, params_table = markdown_tables(description)
+        assert params_table == [["param", "baseline", "new"],
+                                ["train.experiment", "*old* [v](1) a\\|b", "vae|mnist <b>`x`</b>\\nnext"]]
+        assert metrics_table[1] == ["test_neg_elbo", "100", "100.5", "+0.5", "rise <= 1", "ok"]
 
 
 def test_check_promote_with_a_failing_gate_registers_and_moves_nothing(client: object, project: Path) -> None:

@@ -390,3 +390,72 @@ def test_scatter_histogram_and_explorer_colour_each_class_alike() -> None:
     assert [to_hex(scatter.cmap(k)) for k in range(10)] == expected
     assert [to_hex(bars.patches[0].get_facecolor()) for bars in histogram.containers] == expected
     assert class_colours(10) == expected
+
+
+NOTEBOOK_BACKEND = "module://matplotlib_inline.backend_inline"
+"""What a Jupyter or Colab kernel exports; matplotlib_inline is not installed here."""
+BACKENDS = [NOTEBOOK_BACKEND, "module://no_such_backend", "TkAgg", "qtagg", "nonsense", ""]
+
+
+def environment_without_display(**settings: str) -> dict[str, str]:
+    import os
+
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in {"DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND", "MPLCONFIGDIR", "MATPLOTLIBRC"}}
+    return {**environment, "PYTHONPATH": str(REPO_ROOT), **settings}
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=["notebook", "missing-module", "tkagg", "qtagg", "nonsense",
+                                                   "empty"])
+def test_report_help_answers_whatever_mplbackend_says(backend: str, tmp_path: Path) -> None:
+    """The reported case: a notebook's backend killed the stage at import, ``--help`` included."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "pipeline", "report", "--help"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env=environment_without_display(MPLBACKEND=backend))
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m pipeline report"), done.stderr
+    assert done.stderr == ""
+
+
+HOSTILE_MATPLOTLIBRC = f"backend: {NOTEBOOK_BACKEND}\nfont.size: 30\naxes.facecolor: red\nlines.linewidth: 9\n"
+
+
+@pytest.mark.slow
+def test_report_renders_the_same_pngs_whatever_mplbackend_or_a_matplotlibrc_says(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage renders headless under a notebook's or a GUI backend without a display, and the user's
+    ``matplotlibrc`` (in ``$MPLCONFIGDIR`` or in the working folder) changes no pixel."""
+    import subprocess
+
+    from pipeline.data.splits import save_split
+    from pipeline.model.vae import build_vae
+    from pipeline.tracking import runs
+
+    x, y = sample_data(60)
+    save_split(tmp_path / "prepared", "test", x, y)
+    build_vae(2, 16, seed=0).save(tmp_path / "vae.keras")
+    (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
+    (tmp_path / "history.csv").write_text(HISTORY_CSV)
+    (tmp_path / "params.yaml").write_text("report:\n  grid_size: 5\n  n_samples: 9\n  n_reconstructions: 4\n")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "matplotlibrc").write_text(HOSTILE_MATPLOTLIBRC)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with runs.training_run("report-backend-test", {"model.latent_dim": 2}, {}) as run:
+        pass
+    runs.write_run_ref(tmp_path / "run.json", run)
+
+    def report(out: str, **settings: str) -> dict[str, bytes]:
+        command = [sys.executable, "-m", "pipeline", "report", "--params", "params.yaml", "--prepared", "prepared",
+                   "--model", "vae.keras", "--run", "run.json", "--metrics", "metrics.json", "--history",
+                   "history.csv", "--out", out]
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                              env=environment_without_display(MLFLOW_TRACKING_URI=uri, **settings))
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.startswith("report: ") and done.stdout.count("\n") == 1, done.stdout
+        return {name: (tmp_path / out / name).read_bytes() for name in FIGURE_SIZES}
+
+    plain = report("plain")
+    assert report("notebook", MPLBACKEND=NOTEBOOK_BACKEND, MPLCONFIGDIR=str(tmp_path / "config")) == plain
+    (tmp_path / "matplotlibrc").write_text(HOSTILE_MATPLOTLIBRC)
+    assert report("tkagg", MPLBACKEND="TkAgg") == plain

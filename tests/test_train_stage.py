@@ -219,6 +219,28 @@ def test_diverging_training_fails_the_run_and_writes_no_model(
     assert not (tmp_path / "reports" / "train_history.csv").exists()
 
 
+@pytest.mark.slow
+def test_a_string_param_dvc_writes_unquoted_trains_under_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path
+) -> None:
+    """The reported case: ``dvc exp run -S train.experiment=no`` writes ``experiment: no``, which the pipeline
+    read as ``False`` (YAML 1.1); and ``seed: 010`` is 10 where DVC shows it, not 8."""
+    from dvc.utils.hydra import apply_overrides
+
+    write_project(tmp_path)
+    params = tmp_path / "params.yaml"
+    apply_overrides(params, ["train.experiment=no"])  # DVC's own writer, as `dvc exp run -S` calls it
+    params.write_text(params.read_text().replace("seed: 7", "seed: 010"))
+    assert "  experiment: no\n" in params.read_text()
+
+    code, stderr = run_in(tmp_path, empty_store, monkeypatch)
+
+    assert code == 0, stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    [run] = client.search_runs([client.get_experiment_by_name("no").experiment_id])
+    assert (run.data.params["train.experiment"], run.data.params["train.seed"]) == ("no", "10")
+
+
 BAD_PARAMS = {
     "negative-epochs": ({"train": {"epochs": -1}}, "train.epochs"),
     "negative-beta": ({"train": {"beta": -0.5}}, "train.beta"),

@@ -16,7 +16,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Literal
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, clipped
 
 Backend = Literal["tensorflow", "jax"]
 BACKENDS: tuple[Backend, ...] = ("tensorflow", "jax")
@@ -40,7 +40,7 @@ def select_backend(backend: Backend, environ: MutableMapping[str, str] = os.envi
     """
     chosen = environ.get(BACKEND_ENV, "").strip()
     if chosen and chosen != backend:
-        shown = chosen if len(chosen) <= MAX_SHOWN_CHARS else f"{chosen[:MAX_SHOWN_CHARS]}…"
+        shown = clipped(chosen, MAX_SHOWN_CHARS)
         supported = " or ".join(BACKENDS)
         if chosen not in BACKENDS:
             raise BackendError(f"{BACKEND_ENV}={shown} in the environment: the pipeline runs on {supported}, "

@@ -8,14 +8,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from pipeline.core.backend import Backend
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, clipped
 from pipeline.core.paths import PARAMS_FILE
-from pipeline.core.strict_yaml import load_yaml
+from pipeline.core.strict_yaml import YamlError, load_yaml_file, yaml_12_hint
 
 DatasetName = Literal["mnist", "fashion_mnist"]
 """The datasets ``pipeline.data.datasets`` describes (a test keeps the two in step)."""
@@ -242,6 +241,10 @@ def _allowed_keys(location: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+EXPECTED = {"bool_type": "bool", "string_type": "text"}
+"""What a pydantic error type says was expected, for the YAML hint."""
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
@@ -254,8 +257,11 @@ def _describe(error: ValidationError) -> str:
             allowed = _allowed_keys(problem["loc"])
             message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         got = problem.get("input")
-        lines.append(f"  {dotted}: {message} (got {list(got) if isinstance(got, tuple) else got!r})")
+        shown = clipped(repr(list(got) if isinstance(got, tuple) else got))
+        hint = yaml_12_hint(got, EXPECTED.get(problem["type"], ""))
+        lines.append(f"  {clipped(dotted)}: {message} (got {shown}){hint}")
     return "\n".join(lines)
+
 
 
 def parse_params(raw: Any) -> Params:
@@ -282,12 +288,11 @@ def _lists_to_tuples(value: Any) -> Any:
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml; raise ``ParamsError`` naming the file and each bad key."""
     try:
-        with open(path, encoding="utf-8") as stream:
-            raw = load_yaml(stream)
+        raw = load_yaml_file(path)
     except OSError as error:
         raise ParamsError(f"cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    except YamlError as error:
+        raise ParamsError(f"{path}: {error}") from None
     try:
         return parse_params(raw)
     except ParamsError as error:

@@ -32,6 +32,12 @@ PUBLISHED_DTYPE = np.dtype("u1")
 """The values of every known dataset's files: unsigned bytes (code 0x08)."""
 
 
+def looks_like_idx(head: bytes) -> bool:
+    """Whether ``head`` (a file's first four bytes or more) begins as an IDX file does: two zero bytes, a known
+    dtype code, and 1 to 4 dimensions."""
+    return len(head) >= 4 and head[:2] == b"\0\0" and head[2] in DTYPES and 1 <= head[3] <= MAX_DIMS
+
+
 class IdxFormatError(PipelineError, ValueError):
     """A file is not a well-formed IDX file, or its arrays do not form a dataset."""
 

@@ -5,10 +5,16 @@ A source is a local directory, a ``file://`` URL or an ``http(s)://`` URL that h
 inflated chunk by chunk into a file the caller names (a temporary path), while its SHA-256 and
 size are checked against the pinned values; nothing is held in memory whole. Any failure raises
 ``SourceError`` with a one-line reason.
+
+A mirror that gunzipped the files but kept their ``.gz`` names serves raw IDX: a body that starts as
+an IDX file does, not as gzip, is taken as it is. It is safe to accept because the pinned SHA-256 is
+that of the uncompressed file, so the same check decides either way; a failure then says the file is
+not gzip but raw IDX.
 """
 
 import hashlib
 import http.client
+import itertools
 import ssl
 import time
 import urllib.error
@@ -22,13 +28,17 @@ from io import BufferedIOBase
 from pathlib import Path
 from typing import IO
 
+from pipeline.core.errors import clipped
 from pipeline.data.datasets import IdxFile
+from pipeline.data.idx_format import looks_like_idx
 
 READ_CHUNK = 1 << 18
 INFLATE_CHUNK = 1 << 20
 GZIP_WBITS = 16 + zlib.MAX_WBITS
+GZIP_MAGIC = b"\x1f\x8b"
+SNIFF_BYTES = 4
+"""Enough of a body to tell gzip (two magic bytes) from raw IDX (two zero bytes, a dtype code, a dimension count)."""
 USER_AGENT = "vae-pipeline-download/0.1"
-MAX_URL_SHOWN = 120
 
 Progress = Callable[[int], None]
 
@@ -60,9 +70,8 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
             target = urllib.parse.urljoin(req.full_url, location.strip())
             if _scheme(target) not in {"http", "https"}:
                 fp.close()
-                shown = target if len(target) <= MAX_URL_SHOWN else f"{target[:MAX_URL_SHOWN]}…"
-                raise RedirectRefusedError(f"HTTP {code} redirect to {shown} refused: only http:// and https:// "
-                                           "are followed")
+                raise RedirectRefusedError(f"HTTP {code} redirect to {clipped(target)} refused: only http:// and "
+                                           "https:// are followed")
         return super().http_error_302(req, fp, code, msg, headers)
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
@@ -93,8 +102,13 @@ def fetch(source: str, idx: IdxFile, destination: Path, *, tries: int, base_dela
     for attempt in range(1, tries + 1):
         try:
             with _open(source, idx, timeout) as (stream, announced):
-                blocks = _inflate(_chunks(stream, announced, compressed_limit(idx)))
-                _write_verified(blocks, idx, destination, progress)
+                head, chunks = _sniffed(_chunks(stream, announced, compressed_limit(idx)))
+                if head.startswith(GZIP_MAGIC):
+                    _write_verified(_inflate(chunks), idx, destination, progress)
+                elif looks_like_idx(head):
+                    _write_raw_idx(chunks, idx, destination, progress)
+                else:
+                    raise SourceError(f"neither gzip nor raw IDX data: it starts with 0x{head.hex()}")
             return
         except TransientError as error:
             if attempt == tries:
@@ -175,6 +189,26 @@ def _chunks(stream: BufferedIOBase, announced: int | None, limit: int) -> Iterat
         yield chunk
     if announced is not None and received < announced:
         raise TransientError(f"body truncated: received {received} of {announced} bytes")
+
+
+def _sniffed(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
+    """The first ``SNIFF_BYTES`` of the body (fewer if it is shorter), and every chunk of it, those bytes included."""
+    head = b""
+    while len(head) < SNIFF_BYTES and (chunk := next(chunks, None)) is not None:
+        head += chunk
+    if not head:
+        raise SourceError("the file is empty")
+    return head[:SNIFF_BYTES], itertools.chain([head], chunks)
+
+
+def _write_raw_idx(chunks: Iterable[bytes], idx: IdxFile, destination: Path, progress: Progress | None) -> None:
+    """Write an uncompressed body under verification, saying so if it is refused."""
+    try:
+        _write_verified(chunks, idx, destination, progress)
+    except TransientError:
+        raise
+    except SourceError as error:
+        raise SourceError(f"not gzip but raw IDX data, and {error}") from None
 
 
 def _inflate(chunks: Iterable[bytes]) -> Iterator[bytes]:

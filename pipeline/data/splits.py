@@ -13,6 +13,9 @@ import numpy as np
 from pipeline.core.atomic_files import atomic_path
 from pipeline.core.errors import PipelineError
 
+PIXEL_DTYPE = np.dtype("float32")
+"""The float type of the data contract: prepared images, and every tensor the model computes (``pipeline.model``)."""
+
 
 class PreparedDataError(PipelineError):
     """A prepared split is missing or does not hold the arrays the pipeline expects."""
@@ -44,8 +47,8 @@ def load_split(prepared_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
             x, y = archive["x"], archive["y"]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise PreparedDataError(f"{path}: not a readable .npz file ({error})") from None
-    if x.dtype != np.float32 or x.ndim != 2:
-        raise PreparedDataError(f"{path}: x must be a 2-D float32 array, got {x.dtype} of shape {x.shape}")
+    if x.dtype != PIXEL_DTYPE or x.ndim != 2:
+        raise PreparedDataError(f"{path}: x must be a 2-D {PIXEL_DTYPE} array, got {x.dtype} of shape {x.shape}")
     if y.dtype != np.uint8 or y.shape != (x.shape[0],):
         raise PreparedDataError(
             f"{path}: y must be uint8 of shape ({x.shape[0]},), got {y.dtype} of shape {y.shape}"

@@ -6,7 +6,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, clipped
 from pipeline.core.model_kind import ModelKind, parse_kind
 from pipeline.core.paths import MODEL_KIND_FILE
 
@@ -26,14 +26,22 @@ def parse_metrics(text: str, source: str) -> dict[str, float]:
         raise CannotCompareError(f"{source} is not valid JSON ({error})") from None
     if not isinstance(raw, dict):
         raise CannotCompareError(f"{source} must hold a JSON object of metrics, not {type(raw).__name__}")
-    metrics: dict[str, float] = {}
-    for name, value in raw.items():
-        if value is None:
-            value = math.nan
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise CannotCompareError(f"{source}: metric {name!r} is {value!r}, not a number")
-        metrics[name] = value
-    return metrics
+    return {name: _metric(name, value, source) for name, value in raw.items()}
+
+
+def _metric(name: str, value: object, source: str) -> float:
+    """One metric as a float: ``null`` is NaN, and JSON's ``1e400`` was already infinity; an integer beyond a
+    float's range (``OverflowError`` in every later subtraction) or anything not a number is refused."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CannotCompareError(f"{source}: metric {clipped(repr(name))} is {clipped(repr(value))}, not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        digits = math.ceil(value.bit_length() * math.log10(2))
+        raise CannotCompareError(f"{source}: metric {clipped(repr(name))} is an integer of about {digits} digits, "
+                                 "beyond the range of a float (1.8e308)") from None
 
 
 def read_metrics_file(path: Path) -> dict[str, float]:

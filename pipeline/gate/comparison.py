@@ -6,11 +6,13 @@ for information only.
 """
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from pipeline.core.errors import clipped
 from pipeline.core.params import Tolerance
+from pipeline.gate import markdown
 
 Verdict = Literal[
     "ok", "better", "REGRESSED", "info",
@@ -94,28 +96,29 @@ def format_table(rows: Sequence[Row]) -> str:
     lines = ["| metric | baseline | new | delta | allowed | verdict |",
              "|:--|--:|--:|--:|:--|:--|"]
     lines += [
-        f"| {row.metric} | {_number(row.baseline)} | {_number(row.new)} | {_number(row.delta, '+')} "
+        f"| {markdown.text(row.metric)} | {_number(row.baseline)} | {_number(row.new)} | {_number(row.delta, '+')} "
         f"| {_allowed(row.tolerance)} | {row.verdict} |"
         for row in rows
     ]
     return "\n".join(lines)
 
 
-def failure_summary(rows: Sequence[Row]) -> str:
-    """The failing rows in one line, or an empty string when the gate passes."""
-    return ", ".join(f"{row.metric} {row.verdict}" for row in rows if row.failed)
+def failure_summary(rows: Sequence[Row], shown: Callable[[str], str] = clipped) -> str:
+    """The failing rows in one line, each metric name as ``shown`` writes it; empty when the gate passes."""
+    return ", ".join(f"{shown(row.metric)} {row.verdict}" for row in rows if row.failed)
 
 
 def format_report(rows: Sequence[Row], new_label: str, baseline_label: str, note: str = "") -> str:
     """Heading, ``note`` (a Markdown paragraph, if any), table and outcome, ready for a terminal or
     ``$GITHUB_STEP_SUMMARY``."""
     gated = sum(row.tolerance is not None for row in rows)
-    failures = failure_summary(rows)
+    failures = failure_summary(rows, markdown.text)
     if failures:
         outcome = f"**Gate failed:** {failures}."
     elif gated:
         outcome = f"**Gate passed:** {gated} gated metric(s) within tolerance."
     else:
         outcome = "**Nothing gated:** params `check.tolerances` is empty."
-    heading = f"### Metrics gate: `{new_label}` vs `{baseline_label}`\n\n" + (f"{note}\n\n" if note else "")
+    heading = f"### Metrics gate: {markdown.code(new_label)} vs {markdown.code(baseline_label)}\n\n"
+    heading += f"{note}\n\n" if note else ""
     return f"{heading}{format_table(rows)}\n\n{outcome}\n"

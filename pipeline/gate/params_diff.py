@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline.core.errors import clipped
 from pipeline.core.params import flatten
-from pipeline.core.strict_yaml import load_yaml
+from pipeline.core.strict_yaml import YamlError, load_yaml
+from pipeline.gate import markdown
 from pipeline.gate.baseline import CannotCompareError, committed_file
 from pipeline.gate.comparison import ABSENT
 
@@ -38,8 +38,8 @@ def compare_params(baseline: str, params: Path, baseline_params: Path | None) ->
         if baseline_params is not None:
             label, old_text = str(baseline_params), _read(baseline_params)
         elif Path(baseline).is_file():
-            return ParamsDiff(None, not_compared="the baseline is a file; pass `--baseline-params FILE` to "
-                                                 "compare them")
+            return ParamsDiff(None, not_compared="the baseline is a file; pass --baseline-params FILE to compare "
+                                                 "them")
         else:
             label, old_text = _committed(baseline, params)
         old, new = _tree(old_text, label), _tree(_read(params), str(params))
@@ -72,30 +72,33 @@ def _committed(revision: str, params: Path) -> tuple[str, str]:
 def _tree(text: str, label: str) -> dict[str, Any]:
     try:
         raw = load_yaml(text)
-    except yaml.YAMLError:
-        raise _UnreadableError(f"{label} is not valid YAML") from None
+    except YamlError as error:
+        raise _UnreadableError(f"{label}: {error}") from None
     if raw is not None and not isinstance(raw, Mapping):
         raise _UnreadableError(f"{label} is not a mapping of sections")
     return dict(flatten(raw or {}))
 
 
 def _shown(value: Any) -> str:
+    """A value as ``dvc params diff`` shows it, escaped for a Markdown table cell."""
     if value is None:
         return ABSENT
-    return value if isinstance(value, str) else json.dumps(value)
+    return markdown.text(value if isinstance(value, str) else json.dumps(value, default=str))
 
 
 def format_params_diff(diff: ParamsDiff) -> str:
     """A Markdown paragraph and table of the params that differ, for the gate's report."""
     if diff.not_compared:
-        return f"**Params:** not compared: {diff.not_compared}.\n"
+        return f"**Params:** not compared: {markdown.text(diff.not_compared)}.\n"
+    label = markdown.code(str(diff.baseline_label))
     if not diff.changed:
-        return f"**Params:** the same as at `{diff.baseline_label}`.\n"
-    rows = [f"| {key} | {_shown(old)} | {_shown(new)} |" for key, (old, new) in sorted(diff.changed.items())]
-    return "\n".join([f"**Params that differ from the baseline** (`{diff.baseline_label}`):", "",
+        return f"**Params:** the same as at {label}.\n"
+    rows = [f"| {markdown.text(str(key))} | {_shown(old)} | {_shown(new)} |"
+            for key, (old, new) in sorted(diff.changed.items())]
+    return "\n".join([f"**Params that differ from the baseline** ({label}):", "",
                       "| param | baseline | new |", "|:--|:--|:--|", *rows]) + "\n"
 
 
 def changed_summary(diff: ParamsDiff) -> str:
     """`` (params changed: a, b)`` for the gate's one-line failure, or nothing."""
-    return f" (params changed: {', '.join(sorted(diff.changed))})" if diff.changed else ""
+    return f" (params changed: {', '.join(clipped(key) for key in sorted(diff.changed))})" if diff.changed else ""

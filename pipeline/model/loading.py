@@ -12,11 +12,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, clipped
 from pipeline.model.vae import LabelError, decoder_logits, model_input, one_hot
 
 PREDICT_BATCH_SIZE = 1000
-MAX_CAUSE_CHARS = 300
 _UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
 _REGISTERED_NAME = re.compile(r"'registered_name': '([^']+)'")
 
@@ -138,6 +137,5 @@ def _root_cause(error: BaseException) -> str:
         known_as = f" (registered as {registered.group(1)!r})" if registered else ""
         return (f"Could not locate class {unknown.group(1)!r}{known_as}: the file needs code that no imported "
                 "module registers")
-    line = text.splitlines()[0] if text else type(error).__name__
-    return line if len(line) <= MAX_CAUSE_CHARS else f"{line[:MAX_CAUSE_CHARS]}…"
+    return clipped(text.splitlines()[0] if text else type(error).__name__, 300)
 

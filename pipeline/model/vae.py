@@ -38,8 +38,9 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 class Sampling(layers.Layer):
     """The reparameterization trick: z = z_mean + exp(z_log_var / 2) * eps, eps ~ N(0, I).
 
-    The noise has the shape of ``z_mean``, so any batch size works, and comes from a seeded
-    generator whose state is a layer variable: same seed, same draws.
+    The noise has the shape and float type of ``z_mean``, so any batch size works and no global float
+    type (``keras.config.floatx``) enters, and comes from a seeded generator whose state is a layer
+    variable: same seed, same draws.
     """
 
     def __init__(self, seed: int | None = None, **kwargs: object) -> None:
@@ -49,7 +50,7 @@ class Sampling(layers.Layer):
 
     def call(self, inputs: tuple) -> object:
         z_mean, z_log_var = inputs
-        epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        epsilon = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:

@@ -9,9 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
-
-from pipeline.core.strict_yaml import load_yaml
+from pipeline.core.strict_yaml import YamlError, load_yaml_file
 
 DVC_FILE = "dvc.yaml"
 DVC_LOCK = "dvc.lock"
@@ -37,9 +35,8 @@ def dvc_outputs(root: Path) -> list[str]:
     """The paths the stages of ``root/dvc.yaml`` write (outs, metrics, plots), relative to ``root``;
     none when there is no readable dvc.yaml."""
     try:
-        with open(Path(root) / DVC_FILE, encoding="utf-8") as stream:
-            pipeline = load_yaml(stream)
-    except (OSError, yaml.YAMLError):
+        pipeline = load_yaml_file(Path(root) / DVC_FILE)
+    except (OSError, YamlError):
         return []
     stages = pipeline.get("stages") if isinstance(pipeline, dict) else None
     return sorted(set(_declared(stages))) if isinstance(stages, dict) else []
