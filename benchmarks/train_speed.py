@@ -28,7 +28,8 @@ from pipeline.core.paths import PARAMS_FILE, PREPARED_DIR
 from pipeline.data.idx_format import parse_idx
 from pipeline.data.splits import load_split, split_path
 from pipeline.model.losses import LOSS_NAMES, kl_loss, reconstruction_loss
-from pipeline.model.trainer import TrainConfig, make_optimizer, make_trainer
+from pipeline.model.optimizers import make_optimizer
+from pipeline.model.trainer import TrainConfig, make_trainer
 from pipeline.model.vae import build_vae, decoder_logits
 from pipeline.prepare import scale
 
@@ -138,7 +139,7 @@ def time_keras_fit(config: TrainConfig, train: np.ndarray, held_out: np.ndarray)
     """(a): the notebook's ``fit``, graph mode without XLA, one step per execution."""
     keras.utils.set_random_seed(config.seed)
     model = NotebookVae(build_vae(config.latent_dim, config.intermediate_dim, seed=config.seed), config.beta)
-    model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
+    model.compile(optimizer=make_optimizer(config, config.steps_per_epoch),
                   jit_compile=False, steps_per_execution=1)
     clock = EpochClock()
     history = model.fit(train, train, batch_size=config.batch_size, epochs=config.epochs, shuffle=True,
@@ -182,9 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--epochs must be at least 2: the first epoch is excluded from the steady state")
     data = args.data or (PREPARED_DIR if split_path(PREPARED_DIR, "train").is_file() else SHARED_MNIST)
     params = load_params(args.params)
-    config = TrainConfig.from_params(params)
-    config = dataclasses.replace(config, epochs=args.epochs)
     train, held_out = load_images(data)
+    config = TrainConfig.from_params(params, train_size=len(train))
+    config = dataclasses.replace(config, epochs=args.epochs)
     print(f"data: {len(train)} train / {len(held_out)} held-out images from {data}; latent {config.latent_dim}, "
           f"hidden {config.intermediate_dim}, {config.optimizer} lr {config.learning_rate}, beta {config.beta}, "
           f"batch {config.batch_size}, {config.epochs} epochs; TensorFlow {tf.__version__}, Keras {keras.__version__}")

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "report": "draw the figures and the one-page HTML report",
     "check": "compare metrics against the committed baseline (CI gate)",
     "compare": "list tracked MLflow runs side by side",
+    "recipe": "list the named training recipes, or apply one to params.yaml",
 }
 
 

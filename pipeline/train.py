@@ -85,7 +85,7 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     from pipeline.model.checkpoints import EpochCheckpoint, fingerprint  # Keras and its backend load here
     from pipeline.model.trainer import TrainConfig, make_trainer
 
-    config = TrainConfig.from_params(params)
+    config = TrainConfig.from_params(params, train_size=len(x_train))
     data = (x_train, y_train) if conditional else (x_train,)
     checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), *data))
     tags = {"dataset": params.data.dataset, "validation_split": split,

@@ -141,6 +141,23 @@ def test_run_json_names_finished_run_with_all_params_and_tags(trained: Trained) 
     assert {tag.key: tag.value for tag in dataset_input.tags}["mlflow.data.context"] == "training"
 
 
+KNOBS = {"optimizer": "adam", "learning_rate": 0.003, "adam_beta_2": 0.99, "lr_schedule": "cosine",
+         "lr_warmup_epochs": 0.5, "lr_final_fraction": 0.1, "beta": 1.0, "beta_warmup_epochs": 1.0, "z_samples": 2}
+
+
+@pytest.mark.slow
+def test_every_training_knob_reaches_the_stage_and_its_mlflow_run(
+    tmp_path: Path, empty_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_project(tmp_path, train=KNOBS)
+    code, stderr = run_in(tmp_path, empty_store, monkeypatch)
+    assert code == 0, stderr
+    run_id = yaml.safe_load((tmp_path / "models" / "run.json").read_text())["run_id"]
+    logged = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id).data.params
+    assert {key: logged[f"train.{key}"] for key in KNOBS} == {key: str(value) for key, value in KNOBS.items()}
+    assert logged["train.objective"] == "elbo" and logged["train.rmsprop_rho"] == "0.9"
+
+
 @pytest.mark.slow
 def test_run_has_per_epoch_train_and_val_losses_matching_history_csv(trained: Trained) -> None:
     client = MlflowClient(tracking_uri=trained.uri)
@@ -246,6 +263,9 @@ BAD_PARAMS = {
     "negative-beta": ({"train": {"beta": -0.5}}, "train.beta"),
     "unknown-optimizer": ({"train": {"optimizer": "adagrad"}}, "train.optimizer"),
     "zero-latent-dim": ({"model": {"latent_dim": 0}}, "model.latent_dim"),
+    "rmsprop-rho-one": ({"train": {"rmsprop_rho": 1.0}}, "train.rmsprop_rho"),
+    "adam-setting-under-rmsprop": ({"train": {"adam_beta_2": 0.99}}, "train.adam_beta_2"),
+    "iwae-with-a-kl-weight": ({"train": {"objective": "iwae"}}, "train.beta"),
 }
 
 

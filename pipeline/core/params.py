@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from pipeline.core.backend import Backend
 from pipeline.core.errors import PipelineError, clipped
+from pipeline.core.param_conflicts import conflicting_params
 from pipeline.core.paths import PARAMS_FILE
 from pipeline.core.strict_yaml import YamlError, load_yaml_file, yaml_12_hint
 
@@ -46,14 +47,25 @@ MAX_INTERMEDIATE_DIM = 4096
 """evaluate decodes up to 25 000 latent points in one compiled call: 4096 hidden units make that ~400 MB."""
 MAX_SAMPLES = 10_000
 """Monte Carlo draws per test image: each one decodes the whole test set, 50 × the default's time at the bound."""
-MAX_LATENT_DRAWS = 2**25
-"""evaluate holds batch_size × samples × latent_dim normal draws per batch, twice over: 128 MiB of float32 each."""
-MAX_HIDDEN_ACTIVATIONS = 2**27
-"""A training step holds several batch_size × intermediate_dim tensors (activations, gradients): 512 MiB each."""
+MAX_TRAIN_SAMPLES = 1000
+"""Draws of z per training image: each decodes the batch once more, so an epoch takes ~1000 × 1.2 s at the bound."""
+MIN_EPSILON = 1e-30
+"""Far above float32's smallest normal number (1.2e-38), so ε never rounds to 0, where a weight whose gradient is
+exactly 0 would take 0 / 0 = NaN as its step; torch's RMSprop ε of 1e-8 outside the root is about 1e-16 inside it."""
+MAX_EPSILON = 1.0
+"""ε only guards a division: at 1 it already outweighs the squared gradients of this model (about 1e-6 to 1) and the
+method becomes SGD with its step scaled by 1 / √ε or 1 / ε; use train.optimizer sgd for that."""
 
 
 class ParamsError(PipelineError):
-    """params.yaml is missing, unreadable or holds a value the pipeline rejects."""
+    """params.yaml is missing, unreadable or holds a value the pipeline rejects.
+
+    ``problems`` lists each bad value as ``"dotted.key: what is wrong"`` when validation found them.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 class _Section(BaseModel):
@@ -78,17 +90,40 @@ class ModelParams(_Section):
 
 
 class TrainParams(_Section):
+    """The training recipe. Optimizer settings are Keras' arguments, prefixed by the optimizer that reads them,
+    with Keras' defaults; a setting for another optimizer than ``optimizer`` must keep its default."""
+
     epochs: int = Field(default=5, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(default=100, ge=1, le=TRAIN_SET_SIZE)
     optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
     learning_rate: float = Field(default=0.001, gt=0.0)
+    # A decay factor of 1 never forgets its zero start (Adam's bias correction divides by 1 - factor^t = 0).
+    rmsprop_rho: float = Field(default=0.9, ge=0.0, lt=1.0)
+    rmsprop_momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
+    rmsprop_epsilon: float = Field(default=1e-7, description="Added inside the square root, as Keras does.")
+    adam_beta_1: float = Field(default=0.9, ge=0.0, lt=1.0)
+    adam_beta_2: float = Field(default=0.999, ge=0.0, lt=1.0)
+    adam_epsilon: float = Field(default=1e-7, description="Added outside the square root.")
+    lr_schedule: Literal["constant", "cosine", "exponential"] = "constant"
+    lr_warmup_epochs: float = Field(default=0.0, ge=0.0, le=MAX_EPOCHS)
+    lr_final_fraction: float = Field(default=0.0, ge=0.0, le=1.0, description="Of learning_rate, at the last step.")
     beta: float = Field(default=0.1, ge=0.0)
+    beta_warmup_epochs: float = Field(default=0.0, ge=0.0, le=MAX_EPOCHS)
+    objective: Literal["elbo", "iwae"] = "elbo"
+    z_samples: int = Field(default=1, ge=1, le=MAX_TRAIN_SAMPLES)
     seed: int = Field(default=42, ge=0, le=MAX_SEED)
     experiment: str = Field(default="vae-mnist", min_length=1)
     backend: Backend = Field(
         default="tensorflow", description="The Keras backend train, evaluate and report run on: tensorflow or jax "
                                           "(the jax extra); see docs/backends.md."
     )
+
+    @field_validator("rmsprop_epsilon", "adam_epsilon")
+    @classmethod
+    def _guards_a_division(cls, epsilon: float) -> float:
+        if not MIN_EPSILON <= epsilon <= MAX_EPSILON:
+            raise ValueError(f"must be within {MIN_EPSILON:g} and {MAX_EPSILON:g}")
+        return epsilon
 
 
 class EvaluateParams(_Section):
@@ -190,36 +225,6 @@ CONFLICT = "params_conflict"
 """The pydantic error type of params valid one by one but not together; its context lists (dotted key, reason)."""
 
 
-def conflicting_params(params: Params) -> list[tuple[str, str]]:
-    """Params valid one by one that do not work together: ``(dotted key to change, why and what would work)``.
-
-    The single-key bounds keep every suggested value >= 1 (at most 10 000 samples × 784 latent dimensions).
-    """
-    conflicts = []
-    latent_dim, dims = params.model.latent_dim, list(params.report.grid_dims)
-    if latent_dim > 1 and max(dims) >= latent_dim:  # a 1-D latent space is drawn along z1 alone
-        conflicts.append(("report.grid_dims", f"{dims} are not two of the model.latent_dim {latent_dim} dimensions; "
-                                              f"use two distinct dimensions below {latent_dim}, e.g. [0, 1]"))
-    if params.model.conditional and latent_dim == 1:  # the per-class manifolds are drawn on a latent plane
-        conflicts.append(("model.latent_dim", "1 has no latent plane for the conditional VAE's per-class manifolds; "
-                                              "use model.latent_dim >= 2 or model.conditional: false"))
-    evaluate = params.evaluate
-    samples = max(evaluate.elbo_samples, evaluate.is_samples)
-    draws = evaluate.batch_size * samples * latent_dim
-    if draws > MAX_LATENT_DRAWS:
-        conflicts.append(("evaluate.batch_size", (
-            f"{evaluate.batch_size} images × {samples} samples (evaluate.is_samples or elbo_samples) × "
-            f"model.latent_dim {latent_dim} = {draws} latent draws per batch, more than {MAX_LATENT_DRAWS}; "
-            f"use evaluate.batch_size <= {MAX_LATENT_DRAWS // (samples * latent_dim)}")))
-    activations = params.train.batch_size * params.model.intermediate_dim
-    if activations > MAX_HIDDEN_ACTIVATIONS:
-        conflicts.append(("train.batch_size", (
-            f"{params.train.batch_size} images × model.intermediate_dim {params.model.intermediate_dim} = "
-            f"{activations} hidden activations per step, more than {MAX_HIDDEN_ACTIVATIONS}; "
-            f"use train.batch_size <= {MAX_HIDDEN_ACTIVATIONS // params.model.intermediate_dim}")))
-    return conflicts
-
-
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Nested mappings as ``("a.b.c", leaf)`` pairs."""
     for key, value in tree.items():
@@ -245,11 +250,12 @@ EXPECTED = {"bool_type": "bool", "string_type": "text"}
 """What a pydantic error type says was expected, for the YAML hint."""
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError) -> tuple[str, ...]:
+    """One ``"dotted.key: what is wrong"`` per bad value or conflict, each value clipped to one short line."""
     lines = []
     for problem in error.errors():
         if problem["type"] == CONFLICT:
-            lines += [f"  {key}: {reason}" for key, reason in problem["ctx"]["conflicts"]]
+            lines += [f"{key}: {reason}" for key, reason in problem["ctx"]["conflicts"]]
             continue
         dotted = ".".join(str(part) for part in problem["loc"]) or "(top level)"
         message = problem["msg"]
@@ -259,9 +265,8 @@ def _describe(error: ValidationError) -> str:
         got = problem.get("input")
         shown = clipped(repr(list(got) if isinstance(got, tuple) else got))
         hint = yaml_12_hint(got, EXPECTED.get(problem["type"], ""))
-        lines.append(f"  {clipped(dotted)}: {message} (got {shown}){hint}")
-    return "\n".join(lines)
-
+        lines.append(f"{clipped(dotted)}: {message} (got {shown}){hint}")
+    return tuple(lines)
 
 
 def parse_params(raw: Any) -> Params:
@@ -273,7 +278,8 @@ def parse_params(raw: Any) -> Params:
     try:
         return Params.model_validate(_lists_to_tuples(raw))
     except ValidationError as error:
-        raise ParamsError(f"invalid params:\n{_describe(error)}") from None
+        problems = _describe(error)
+        raise ParamsError("invalid params:" + "".join(f"\n  {line}" for line in problems), problems) from None
 
 
 def _lists_to_tuples(value: Any) -> Any:
@@ -296,4 +302,4 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     try:
         return parse_params(raw)
     except ParamsError as error:
-        raise ParamsError(f"{path}: {error}") from None
+        raise ParamsError(f"{path}: {error}", error.problems) from None

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
+RECIPES_DIR = Path("recipes")
+"""Named sets of train params that ``python -m pipeline recipe apply`` writes into params.yaml."""
 
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")

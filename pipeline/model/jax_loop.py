@@ -33,7 +33,7 @@ class JaxTrainer(VaeTrainer):
         self._eval = compiled(self._eval_eager)
 
     def _variables(self) -> tuple[Sequence, Sequence, Sequence]:
-        return self.view.trainable_variables, self.view.non_trainable_variables, self.optimizer.variables
+        return self.vae.trainable_variables, self.vae.non_trainable_variables, self.optimizer.variables
 
     def _state(self) -> State:
         trainable, non_trainable, optimizer = self._variables()
@@ -46,16 +46,17 @@ class JaxTrainer(VaeTrainer):
                 variable.assign(value)
 
     def _stateless_losses(self, trainable: list, non_trainable: list, optimizer: list, images: jax.Array,
-                          labels: jax.Array | None) -> tuple[jax.Array, tuple[jax.Array, list]]:
+                          labels: jax.Array | None, step: bool = True) -> tuple[jax.Array, tuple[jax.Array, list]]:
         """``loss`` and, as auxiliary data, the four ``LOSS_NAMES`` terms (4,) and the new non-trainable values.
 
-        The optimizer's values are mapped too, so a loss that reads ``optimizer.iterations`` sees this step's."""
+        The optimizer's values are mapped too, so a training ``step`` reads its β from this step's
+        ``optimizer.iterations``, as the TensorFlow loop does; evaluation uses ``train.beta``."""
         variables = self._variables()
         mapping = [(variable, value) for group, values in zip(variables, (trainable, non_trainable, optimizer),
                                                               strict=True)
                    for variable, value in zip(group, values, strict=True)]
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            terms = self._losses(images, labels)
+            terms = self._losses(images, labels, self._step_beta() if step else None)
         non_trainable = [scope.get_current_value(variable) for variable in variables[1]]
         return terms[0], (jnp.stack(terms), non_trainable)
 
@@ -88,11 +89,11 @@ class JaxTrainer(VaeTrainer):
         return np.asarray(totals, dtype=np.float64)
 
     def _eval_eager(self, state: State, images: jax.Array, labels: jax.Array | None) -> tuple[jax.Array, list]:
-        _, (terms, non_trainable) = self._stateless_losses(*state, images, labels)
+        _, (terms, non_trainable) = self._stateless_losses(*state, images, labels, step=False)
         return terms, non_trainable
 
     def _eval_batch(self, images: jax.Array, labels: jax.Array | None) -> np.ndarray:
         terms, non_trainable = self._eval(self._state(), images, labels)
-        for variable, value in zip(self.view.non_trainable_variables, non_trainable, strict=True):
+        for variable, value in zip(self.vae.non_trainable_variables, non_trainable, strict=True):
             variable.assign(value)
         return np.asarray(terms, dtype=np.float64)

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from pipeline.core.errors import PipelineError, clipped
-from pipeline.model.vae import LabelError, decoder_logits, model_input, one_hot
+from pipeline.model.vae import LabelError, decoder_logits, one_hot
 
 PREDICT_BATCH_SIZE = 1000
 _UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
@@ -48,15 +48,6 @@ class TrainedVae:
     def decoder_logits(self) -> keras.Model:
         """The decoder without its sigmoid, sharing its weights (for a stable cross-entropy)."""
         return decoder_logits(self.decoder)
-
-    @cached_property
-    def training_view(self) -> keras.Model:
-        """images [, one-hot labels] → (``z_mean``, ``z_log_var``, decoder logits at a sampled z), sharing the
-        weights: what a training step differentiates. Its variables come in the VAE's order."""
-        inputs = [keras.Input(shape=tensor.shape[1:], name=tensor.name) for tensor in self.encoder.inputs]
-        z_mean, z_log_var, z = self.encoder(model_input(inputs))
-        logits = self.decoder_logits(model_input([z, *inputs[1:]]))
-        return keras.Model(model_input(inputs), [z_mean, z_log_var, logits], name="training_view")
 
     @property
     def latent_dim(self) -> int:

@@ -24,15 +24,3 @@ def reconstruction_loss(images: object, logits: object) -> object:
 def kl_loss(z_mean: object, z_log_var: object) -> object:
     """KL(q(z|x) || N(0, I)) per image: 0.5 · Σ(exp(log σ²) + μ² − 1 − log σ²)."""
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
-
-
-def batch_losses(images: object, z_mean: object, z_log_var: object, logits: object, beta: float) -> tuple:
-    """Batch means of the ``LOSS_NAMES`` terms, (loss, reconstruction_loss, kl_loss, neg_elbo), each a scalar.
-
-    ``images`` (n, 784), ``z_mean`` and ``z_log_var`` (n, latent_dim), ``logits`` (n, 784) decoded from a z
-    drawn from q(z|x): one Monte Carlo sample of the reconstruction term, the KL in closed form (Kingma and
-    Welling 2013, eq. 10). Both training loops differentiate ``loss``.
-    """
-    reconstruction = ops.mean(reconstruction_loss(images, logits))
-    kl = ops.mean(kl_loss(z_mean, z_log_var))
-    return reconstruction + beta * kl, reconstruction, kl, reconstruction + kl

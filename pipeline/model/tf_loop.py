@@ -23,13 +23,14 @@ class TfTrainer(VaeTrainer):
 
     def _train_steps_eager(self, images: tf.Tensor, order: tf.Tensor, labels: tf.Tensor | None = None) -> tf.Tensor:
         """Run one optimizer step per row of ``order`` (batch indices); return the summed batch means."""
-        variables = self.view.trainable_variables
+        variables = self.vae.trainable_variables
 
         def step(index: tf.Tensor, totals: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             batch = tf.gather(images, order[index])
             batch_labels = None if labels is None else tf.gather(labels, order[index])
+            beta = self._step_beta()
             with tf.GradientTape() as tape:
-                losses = self._losses(batch, batch_labels)
+                losses = self._losses(batch, batch_labels, beta)
             self.optimizer.apply(tape.gradient(losses[0], variables), variables)
             return index + 1, totals + tf.stack(losses)
 

@@ -1,9 +1,10 @@
-"""What both training loops share: the config, the optimizer, the epoch's shuffle, checkpoints and the NaN stop.
+"""What both training loops share: the config, the optimizer, the objective, the epoch's shuffle, checkpoints
+and the NaN stop.
 
 Keras' ``fit`` pays Python and dispatch overhead on each of the 600 steps of an epoch; here the whole
 epoch runs as one compiled program: gather the shuffled batch (and, for the conditional VAE, its one-hot
 labels by the same indices), encode, sample, decode, compute the loss, apply the optimizer update. The
-math is written once (``TrainedVae.training_view`` and ``losses.batch_losses``); only the compiled loop
+forward pass and objective are written once (``VaeTrainer._losses``, ``keras.ops``); only the compiled loop
 differs per backend, in ``tf_loop`` (a ``tf.while_loop``) and ``jax_loop`` (``jax.lax.scan`` over the
 Keras stateless API). ``make_trainer`` picks the one of the backend Keras runs on.
 """
@@ -15,17 +16,21 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
+from keras import ops
 
 from pipeline.core.backend import Backend, BackendError
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import Params
+from pipeline.core.params import IMAGE_PIXELS, Params, TrainParams
 from pipeline.data.datasets import DATASETS
 from pipeline.model.checkpoints import EpochCheckpoint
 from pipeline.model.loading import TrainedVae
-from pipeline.model.losses import LOSS_NAMES, EpochLogs, batch_losses
+from pipeline.model.losses import LOSS_NAMES, EpochLogs
+from pipeline.model.objective import batch_objective, kl_weight, more_draws
+from pipeline.model.optimizers import make_optimizer, steps_in
 from pipeline.model.vae import LabelError, build_vae, one_hot
 
 EVAL_BATCH_SIZE = 1000
+_DEFAULT = TrainParams()
 
 
 class TrainingDivergedError(PipelineError):
@@ -46,36 +51,53 @@ class TrainConfig:
     seed: int
     num_classes: int = 0
     """Size of the one-hot label input of the conditional VAE; 0 trains the unconditional one."""
-    backend: Backend = "tensorflow"
+    train_size: int | None = None
+    """Training images per epoch, which turn the warm-ups' and schedule's epochs into optimizer steps;
+    ``None`` only while nothing is counted in epochs."""
+    rmsprop_rho: float = _DEFAULT.rmsprop_rho
+    rmsprop_momentum: float = _DEFAULT.rmsprop_momentum
+    rmsprop_epsilon: float = _DEFAULT.rmsprop_epsilon
+    adam_beta_1: float = _DEFAULT.adam_beta_1
+    adam_beta_2: float = _DEFAULT.adam_beta_2
+    adam_epsilon: float = _DEFAULT.adam_epsilon
+    lr_schedule: str = _DEFAULT.lr_schedule
+    lr_warmup_epochs: float = _DEFAULT.lr_warmup_epochs
+    lr_final_fraction: float = _DEFAULT.lr_final_fraction
+    beta_warmup_epochs: float = _DEFAULT.beta_warmup_epochs
+    objective: str = _DEFAULT.objective
+    z_samples: int = _DEFAULT.z_samples
+    backend: Backend = _DEFAULT.backend
     """The Keras backend the loop runs on; it must be the one Keras was loaded with."""
 
     @classmethod
-    def from_params(cls, params: Params) -> "TrainConfig":
+    def from_params(cls, params: Params, train_size: int | None = None) -> "TrainConfig":
         """The model and train sections of validated params (the MLflow experiment name aside).
 
         ``model.conditional`` becomes ``num_classes``: the label count of the dataset, or 0.
         """
         classes = len(DATASETS[params.data.dataset].class_names) if params.model.conditional else 0
         return cls(**params.model.model_dump(exclude={"conditional"}),
-                   **params.train.model_dump(exclude={"experiment"}), num_classes=classes)
+                   **params.train.model_dump(exclude={"experiment"}), num_classes=classes, train_size=train_size)
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch; ``ValueError`` when ``train_size`` is unknown."""
+        if self.train_size is None:
+            raise ValueError("train_size is needed to count the warm-ups and the schedule in steps")
+        return math.ceil(self.train_size / self.batch_size)  # every full batch and the last partial one
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """The Keras optimizer for a params name, with Keras' defaults otherwise (as the notebook)."""
-    optimizers = {
-        "rmsprop": keras.optimizers.RMSprop,
-        "adam": keras.optimizers.Adam,
-        "sgd": keras.optimizers.SGD,
-    }
-    return optimizers[name](learning_rate=learning_rate)
+    @property
+    def counts_epochs_in_steps(self) -> bool:
+        """Whether a warm-up or the learning-rate schedule needs ``steps_per_epoch``."""
+        return bool(self.lr_schedule != "constant" or self.lr_warmup_epochs or self.beta_warmup_epochs)
 
 
 class VaeTrainer:
     """Owns a VAE, its optimizer and the epoch loop; a subclass per backend compiles the steps.
 
     Subclasses implement ``_epoch_totals`` (one epoch's optimizer steps) and ``_eval_batch`` (the loss
-    terms of one batch, one sampled z per image); the model and optimizer state live in the Keras
-    variables between calls, so checkpoints, saving and the later stages see one kind of model.
+    terms of one batch); the model and optimizer state live in the Keras variables between calls, so
+    checkpoints, saving and the later stages see one kind of model.
     """
 
     def __init__(self, config: TrainConfig, vae: keras.Model | None = None) -> None:
@@ -85,16 +107,26 @@ class VaeTrainer:
         self.parts = TrainedVae(self.vae)
         if self.parts.num_classes != config.num_classes:
             raise LabelError(f"the model takes {self.parts.num_classes} classes, the config {config.num_classes}")
-        self.view = self.parts.training_view
-        self.optimizer = make_optimizer(config.optimizer, config.learning_rate)
-        self.optimizer.build(self.view.trainable_variables)
+        self.encoder, self.logits = self.parts.encoder, self.parts.decoder_logits
+        steps = config.steps_per_epoch if config.counts_epochs_in_steps else 1
+        self.optimizer = make_optimizer(config, steps)
+        self.beta_warmup_steps = steps_in(config.beta_warmup_epochs, steps)
+        self.optimizer.build(self.vae.trainable_variables)
 
-    def _losses(self, images: object, labels: object | None = None) -> tuple:
-        """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo), one sampled z per image; ``labels``
-        one-hot when conditional. Both loops run this same forward pass and differentiate ``loss``: TensorFlow on
-        the Keras variables, JAX inside a ``keras.StatelessScope`` that maps them to the values it carries."""
-        z_mean, z_log_var, logits = self.view(self._inputs(images, labels), training=True)
-        return batch_losses(images, z_mean, z_log_var, logits, self.config.beta)
+    def _losses(self, images: object, labels: object | None = None, beta: object | None = None) -> tuple:
+        """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo) over ``config.z_samples`` draws of z per
+        image; ``labels`` one-hot when conditional; ``beta`` the KL weight of this step (``config.beta`` if None).
+
+        Both loops run this one forward pass and differentiate ``loss``: TensorFlow on the Keras variables, JAX
+        inside a ``keras.StatelessScope`` that maps them to the values it carries."""
+        samples = self.config.z_samples
+        z_mean, z_log_var, z = self.encoder(images if labels is None else [images, labels], training=True)
+        z = more_draws(self.encoder.get_layer("z"), z, z_mean, z_log_var, samples)
+        flat_z = ops.reshape(z, (-1, self.config.latent_dim))
+        logits = self.logits(flat_z if labels is None else [flat_z, ops.tile(labels, (samples, 1))])
+        logits = ops.reshape(logits, (samples, -1, IMAGE_PIXELS))
+        return batch_objective(images, logits, z, z_mean, z_log_var, self.config.beta if beta is None else beta,
+                               importance_weighted=self.config.objective == "iwae")
 
     def _epoch_totals(self, images: object, full: np.ndarray | None, tail: np.ndarray | None,
                       labels: object | None) -> np.ndarray:
@@ -106,10 +138,9 @@ class VaeTrainer:
         """Batch means of the ``LOSS_NAMES`` terms, (4,), one sampled z per image."""
         raise NotImplementedError
 
-    @staticmethod
-    def _inputs(images: object, labels: object | None) -> object:
-        """The training view's input: images alone, or with one-hot labels."""
-        return images if labels is None else [images, labels]
+    def _step_beta(self) -> object:
+        """β of the optimizer step about to be taken (KL warm-up), read from ``optimizer.iterations``."""
+        return kl_weight(self.optimizer.iterations, self.config.beta, self.beta_warmup_steps)
 
     def train_epoch(self, images: object, epoch: int, labels: object | None = None) -> EpochLogs:
         """One pass over ``images`` (and one-hot ``labels``) in a seeded shuffle; the last partial batch too."""
@@ -155,6 +186,8 @@ class VaeTrainer:
         Raises ``TrainingDivergedError`` as soon as an epoch ends with a non-finite loss, and
         ``LabelError`` (before any work) for missing, superfluous or out-of-range labels.
         """
+        if self.config.train_size is not None and len(train_images) != self.config.train_size:
+            raise ValueError(f"{len(train_images)} training images, but the config counts {self.config.train_size}")
         train_onehot = self.label_inputs(train_labels, len(train_images))
         self.label_inputs(val_labels, len(val_images))
         train = keras.ops.convert_to_tensor(train_images, dtype="float32")
