@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "check": "compare metrics against the committed baseline (CI gate)",
     "compare": "list tracked MLflow runs side by side",
     "recipe": "list the named training recipes, or apply one to params.yaml",
+    "tune": "hyperparameter studies: Optuna decides, DVC runs each trial, MLflow records",
 }
 
 

@@ -8,13 +8,12 @@ best test ``neg_elbo`` comes first; runs without one come last, newest first.
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
-from pipeline.core import atomic_files
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.params import load_params
+from pipeline.core.tables import add_table_options, show_table
 
 KEY_METRICS = (
     "test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units",
@@ -60,20 +59,14 @@ def _run(args: argparse.Namespace) -> None:
     experiment = args.experiment or load_params(args.params).train.experiment
     from pipeline.tracking.runs import search_runs  # MLflow loads here, not for --help
 
-    table = runs_table(search_runs(experiment), all_params=args.all_params)
-    print(table.to_string(index=False))
-    if args.csv:
-        atomic_files.write_text(args.csv, table.to_csv(index=False))
-    if args.markdown:
-        atomic_files.write_text(args.markdown, table.to_markdown(index=False) + "\n")
+    show_table(runs_table(search_runs(experiment), all_params=args.all_params), args.csv, args.markdown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipeline compare [options]``: parse ``argv``, run, return the exit code (0, 1, or 130)."""
     parser = stage_parser("compare", "List the tracked MLflow runs of an experiment side by side.")
     parser.add_argument("--experiment", help="MLflow experiment (default: params train.experiment)")
-    parser.add_argument("--csv", type=Path, help="also write the table as CSV")
-    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown")
+    add_table_options(parser)
     parser.add_argument("--all-params", action="store_true", help="show every param, not only those that differ")
     return run_stage("compare", _run, parser, argv)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from pipeline.core import atomic_files
 from pipeline.core.backend import select_backend
 from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
+from pipeline.core.errors import PipelineError
 from pipeline.core.model_kind import model_kind
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
@@ -80,8 +81,13 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     labels = {"train_labels": y_train, "val_labels": y_val} if conditional else {}
 
     from pipeline.tracking import logged_models, runs, store  # MLflow loads here, after params and data are checked
+    from pipeline.tracking.studies import StudyTrial, TrialPruned
 
     store.configure()  # an unreachable tracking server fails now, not after Keras' start-up
+    trial = StudyTrial.from_environment()  # set only when a tune worker runs this training as a study's trial
+    if trial and split != "val":
+        raise PipelineError(f"trial {trial.number} of study {trial.study_name!r} would validate on the test set; "
+                            "a study's trials need data.val_fraction > 0")
     from pipeline.model.checkpoints import EpochCheckpoint, fingerprint  # Keras and its backend load here
     from pipeline.model.trainer import TrainConfig, make_trainer
 
@@ -89,9 +95,11 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     data = (x_train, y_train) if conditional else (x_train,)
     checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), *data))
     tags = {"dataset": params.data.dataset, "validation_split": split,
-            runs.MODEL_KIND_TAG: model_kind(config.num_classes)}
+            runs.MODEL_KIND_TAG: model_kind(config.num_classes), **(trial.tags() if trial else {})}
     logged_params = params.lineage("train")  # later stages log their own, so a run never shows stale ones
     with runs.training_run(params.train.experiment, logged_params, tags) as run:
+        if trial:
+            trial.record_run(run.run_id)
         runs.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
         trainer = make_trainer(config)
         logged: set[int] = set()
@@ -101,9 +109,15 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
             logged.add(epoch)
             bar.update(epoch + 1 - bar.n)
             bar.set_postfix(loss=f"{logs['loss']:.1f}", val_neg_elbo=f"{logs['val_neg_elbo']:.1f}")
+            if trial:  # the study's pruning hook: may stop the training here
+                trial.report(epoch + 1, logs["val_neg_elbo"], last=epoch + 1 == config.epochs)
 
-        with progress_bar(config.epochs, "train", "epoch") as bar:
-            history = trainer.fit(x_train, x_val, on_epoch_end, checkpoint, **labels)
+        try:
+            with progress_bar(config.epochs, "train", "epoch") as bar:
+                history = trainer.fit(x_train, x_val, on_epoch_end, checkpoint, **labels)
+        except TrialPruned:
+            checkpoint.remove()  # a pruned state is never resumed
+            raise
         resumed = [epoch for epoch in range(len(history)) if epoch not in logged]
         for epoch in resumed:
             runs.log_epoch(epoch, history[epoch])

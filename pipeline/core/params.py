@@ -276,29 +276,34 @@ def parse_params(raw: Any) -> Params:
     if not isinstance(raw, Mapping):
         raise ParamsError(f"params must be a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(_lists_to_tuples(raw))
+        return Params.model_validate(lists_to_tuples(raw))
     except ValidationError as error:
         problems = _describe(error)
         raise ParamsError("invalid params:" + "".join(f"\n  {line}" for line in problems), problems) from None
 
 
-def _lists_to_tuples(value: Any) -> Any:
+def lists_to_tuples(value: Any) -> Any:
     """YAML has lists where the schema has fixed tuples; strict mode wants the tuple."""
     if isinstance(value, Mapping):
-        return {key: _lists_to_tuples(item) for key, item in value.items()}
+        return {key: lists_to_tuples(item) for key, item in value.items()}
     if isinstance(value, list):
-        return tuple(_lists_to_tuples(item) for item in value)
+        return tuple(lists_to_tuples(item) for item in value)
     return value
+
+
+def read_yaml_file(path: Path, error: type[PipelineError] = ParamsError) -> Any:
+    """The YAML document in ``path``; ``error`` in one line naming the file when it is unreadable or not YAML."""
+    try:
+        return load_yaml_file(path)
+    except OSError as cause:
+        raise error(f"cannot read {path}: {cause.strerror}") from None
+    except YamlError as cause:
+        raise error(f"{path}: {cause}") from None
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml; raise ``ParamsError`` naming the file and each bad key."""
-    try:
-        raw = load_yaml_file(path)
-    except OSError as error:
-        raise ParamsError(f"cannot read {path}: {error.strerror}") from None
-    except YamlError as error:
-        raise ParamsError(f"{path}: {error}") from None
+    raw = read_yaml_file(path)
     try:
         return parse_params(raw)
     except ParamsError as error:

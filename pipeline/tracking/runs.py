@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.core import atomic_files
 from pipeline.core.paths import MLFLOW_ARTIFACTS_DIR
+from pipeline.core.processes import process_alive
 from pipeline.tracking.git_state import git_tags
 from pipeline.tracking.store import (
     TrackingError,
@@ -30,6 +31,7 @@ from pipeline.tracking.store import (
     store_errors,
     store_exists,
 )
+from pipeline.tracking.studies import STATE_TAG, TrialPruned
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,7 +108,8 @@ def run_name_and_tags() -> tuple[str | None, dict[str, str]]:
 
 @contextmanager
 def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[str, str]) -> Iterator[RunRef]:
-    """Open the run of one training; close it FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM.
+    """Open the run of one training; close it FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM, and
+    KILLED with the tag ``tune.state`` = ``PRUNED`` when a study's pruner stopped it.
 
     Runs of earlier trainings on this host whose process is gone (killed with -9) are marked FAILED first.
     """
@@ -122,6 +125,10 @@ def training_run(experiment: str, params: Mapping[str, object], tags: Mapping[st
         yield RunRef(run.info.run_id, experiment_id, uri)
     except KeyboardInterrupt:
         _close_interrupted_run(run.info.run_id, "KILLED")
+        raise
+    except TrialPruned:
+        store_errors(mlflow.set_tag)(STATE_TAG, "PRUNED")
+        _close_interrupted_run(run.info.run_id, "KILLED")  # stopped on purpose, not broken
         raise
     except BaseException:
         _close_interrupted_run(run.info.run_id, "FAILED")
@@ -152,24 +159,12 @@ def fail_abandoned_runs(experiment_id: str) -> list[str]:
     )
     abandoned = [
         run.info.run_id for run in running
-        if run.data.tags.get(HOST_TAG) == socket.gethostname() and not _process_alive(run.data.tags.get(PID_TAG))
+        if run.data.tags.get(HOST_TAG) == socket.gethostname() and not process_alive(run.data.tags.get(PID_TAG))
     ]
     for run_id in abandoned:
         client.set_tag(run_id, "pipeline.failure", "its process ended without closing the run (killed?)")
         client.set_terminated(run_id, "FAILED")
     return abandoned
-
-
-def _process_alive(pid: str | None) -> bool:
-    if not pid or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @store_errors

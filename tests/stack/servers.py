@@ -196,6 +196,16 @@ def _create_database(port: int, user: str, password: str, database: str) -> bool
     return True
 
 
+def add_database(uri: str, database: str) -> str:
+    """Create ``database`` in the cluster of ``uri`` (a stack URI); return the URI of the new database."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    if not _create_database(url.port, url.username, url.password, database):
+        raise ServerError(f"PostgreSQL at {url.host}:{url.port} refused a connection")
+    return url.set(database=database).render_as_string(hide_password=False)
+
+
 # --- S3 (moto's server mode) -----------------------------------------------------------------------
 
 
