@@ -2,7 +2,7 @@
 
 For the conditional VAE the same metrics score −log p(x | y), the label given; ``model.json``
 beside the metrics says which (``pipeline.core.model_kind``). Params are validated, and the MLflow
-run checked, before TensorFlow is imported.
+run checked, before Keras and its backend (``train.backend``) are imported.
 """
 
 import argparse
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.core import atomic_files
+from pipeline.core.backend import select_backend
 from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
 from pipeline.core.model_kind import describe
@@ -101,7 +102,9 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
     """Score the test split, write the reports atomically, add them to the training run; return the metrics.
 
     A conditional model is given each test image's label; ``model_kind_file`` records which kind was scored.
+    Keras runs on ``train.backend`` (``pipeline.core.backend``), as it did in the train stage.
     """
+    select_backend(params.train.backend)
     x_test, y_test = load_split(prepared, "test")
     if len(x_test) == 0:
         raise EvaluateInputError(f"{prepared}: the test split is empty")
@@ -111,7 +114,7 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
 
     run = runs.open_training_run(run_file)
 
-    from pipeline.model.likelihood import LikelihoodEstimator  # TensorFlow loads here, after validation
+    from pipeline.model.likelihood import LikelihoodEstimator  # Keras loads here, after validation
     from pipeline.model.loading import load_trained_vae
 
     trained = load_trained_vae(model_file)

@@ -1,6 +1,6 @@
 """Stage ``report``: figures of the trained VAE and a one-page HTML report, added to the MLflow run.
 
-Params are validated and the inputs read before TensorFlow is imported, so a bad value or a
+Params are validated and the inputs read before Keras (on ``train.backend``) is imported, so a bad value or a
 missing file fails before any model work starts.
 """
 
@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline.core import atomic_files
+from pipeline.core.backend import select_backend
 from pipeline.core.cli import add_model_paths, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
 from pipeline.core.model_kind import model_kind
@@ -249,14 +250,17 @@ def write_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: n
 
 def report(params: Params, prepared: Path, model_file: Path, run_file: Path, metrics_file: Path,
            history_file: Path, out: Path) -> list[Path]:
-    """The stage: read every input, draw, write, then add the files to the training run."""
+    """The stage: read every input, draw, write, then add the files to the training run.
+
+    Keras runs on ``train.backend`` (``pipeline.core.backend``), as it did in the train stage."""
+    select_backend(params.train.backend)
     history = read_history(history_file)
     metrics = read_metrics(metrics_file)
     x_test, y_test = load_split(prepared, "test")
     from pipeline.tracking import runs  # MLflow loads here, after params and inputs are checked
 
     ref = runs.open_training_run(run_file)
-    from pipeline.model.loading import load_trained_vae  # TensorFlow loads here, once the run is known
+    from pipeline.model.loading import load_trained_vae  # Keras loads here, once the run is known
 
     written = write_report(params, load_trained_vae(model_file), x_test, y_test, history, metrics,
                            ref.run_id, out)

@@ -1,6 +1,7 @@
 """Stage ``train``: fit the VAE on the prepared data and record the run in MLflow.
 
-Params are validated before TensorFlow is imported, so a bad value fails before any work starts.
+Params are validated before Keras and its backend (``train.backend``: TensorFlow or JAX) are imported,
+so a bad value fails before any work starts.
 """
 
 import argparse
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.core import atomic_files
+from pipeline.core.backend import select_backend
 from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
 from pipeline.core.model_kind import model_kind
@@ -68,8 +70,10 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
           checkpoint_dir: Path = CHECKPOINT_DIR) -> tuple[list["EpochLogs"], str]:
     """Train (resuming a matching checkpoint), then write the model, run reference and history atomically.
 
-    Returns the per-epoch logs (resumed epochs included) and the MLflow run id.
+    Returns the per-epoch logs (resumed epochs included) and the MLflow run id. Keras runs on
+    ``train.backend``; a disagreeing ``KERAS_BACKEND`` or a missing backend package fails first (``BackendError``).
     """
+    select_backend(params.train.backend)
     split = validation_split(prepared)
     x_train, y_train = load_split(prepared, "train")
     x_val, y_val = load_split(prepared, split)
@@ -79,13 +83,13 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     from pipeline.tracking import logged_models, runs, store  # MLflow loads here, after params and data are checked
     from pipeline.tracking.studies import StudyTrial, TrialPruned
 
-    store.configure()  # an unreachable tracking server fails now, not after TensorFlow's start-up
+    store.configure()  # an unreachable tracking server fails now, not after Keras' start-up
     trial = StudyTrial.from_environment()  # set only when a tune worker runs this training as a study's trial
     if trial and split != "val":
         raise PipelineError(f"trial {trial.number} of study {trial.study_name!r} would validate on the test set; "
                             "a study's trials need data.val_fraction > 0")
-    from pipeline.model.checkpoints import EpochCheckpoint, fingerprint  # TensorFlow loads here
-    from pipeline.model.trainer import TrainConfig, VaeTrainer
+    from pipeline.model.checkpoints import EpochCheckpoint, fingerprint  # Keras and its backend load here
+    from pipeline.model.trainer import TrainConfig, make_trainer
 
     config = TrainConfig.from_params(params, train_size=len(x_train))
     data = (x_train, y_train) if conditional else (x_train,)
@@ -97,7 +101,7 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
         if trial:
             trial.record_run(run.run_id)
         runs.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
-        trainer = VaeTrainer(config)
+        trainer = make_trainer(config)
         logged: set[int] = set()
 
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:

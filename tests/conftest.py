@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 from helpers import REPO_ROOT, SHARED_MNIST
 
-import pipeline  # noqa: F401  (sets the Keras backend and TensorFlow's log level before a test imports Keras)
+import pipeline  # noqa: F401  (sets TensorFlow's log level before a test imports Keras)
+
+# The test process runs Keras on TensorFlow whatever the shell or ~/.keras/keras.json says; tests of a shared
+# behaviour run their work on JAX too, in a worker process (tests/backends.py).
+os.environ["KERAS_BACKEND"] = "tensorflow"
 
 
 def _mnist_folders() -> list[Path]:

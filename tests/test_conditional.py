@@ -8,14 +8,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import synthetic_digits
+from backends import BACKENDS, on_backend
+from helpers import synthetic_digits, without_timing
 from test_train_stage import run_in, write_project
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import parse_params
 from pipeline.model.likelihood import ELBO_STREAM, IS_STREAM, LikelihoodEstimator, latent_noise
 from pipeline.model.loading import TrainedVae, load_trained_vae
-from pipeline.model.trainer import TrainConfig, VaeTrainer
+from pipeline.model.trainer import TrainConfig, make_trainer
 from pipeline.model.vae import IMAGE_PIXELS, LabelError, build_vae, decoder_logits, one_hot
 
 LATENT, HIDDEN, CLASSES = 2, 16, 10
@@ -104,14 +105,29 @@ def test_missing_extra_miscounted_or_unknown_labels_are_label_errors(cvae: keras
     assert issubclass(LabelError, PipelineError)
 
 
-def test_trainer_refuses_missing_labels_and_a_model_of_another_label_count() -> None:
+def _label_errors(backend: str) -> list[str]:
+    """The ``LabelError`` of each misuse, in order: no labels, labels for an unconditional config, a wrong model."""
     images, labels = synthetic_digits(20, seed=3)
-    with pytest.raises(LabelError, match="needs the label"):
-        VaeTrainer(CONFIG).fit(images, images)
-    with pytest.raises(LabelError, match="takes no labels"):
-        VaeTrainer(dataclasses.replace(CONFIG, num_classes=0)).fit(images, images, train_labels=labels)
-    with pytest.raises(LabelError, match="the model takes 0 classes, the config 10"):
-        VaeTrainer(CONFIG, vae=build_vae(LATENT, 32, seed=0))
+    config = dataclasses.replace(CONFIG, backend=backend)
+    misuses = [lambda: make_trainer(config).fit(images, images),
+               lambda: make_trainer(dataclasses.replace(config, num_classes=0)).fit(images, images,
+                                                                                    train_labels=labels),
+               lambda: make_trainer(config, vae=build_vae(LATENT, 32, seed=0))]
+    errors = []
+    for misuse in misuses:
+        try:
+            misuse()
+        except LabelError as error:
+            errors.append(str(error))
+    return errors
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_trainer_refuses_missing_labels_and_a_model_of_another_label_count(backend: str) -> None:
+    needs, unconditional, other_model = on_backend(backend, _label_errors, backend)
+    assert "needs the label" in needs
+    assert "takes no labels" in unconditional
+    assert "the model takes 0 classes, the config 10" in other_model
 
 
 def test_saved_conditional_vae_reloads_with_its_label_input_and_weights(cvae: keras.Model, tmp_path: Path) -> None:
@@ -165,30 +181,40 @@ def test_conditional_elbo_and_importance_sampling_match_numpy_given_the_labels(c
         LikelihoodEstimator(TrainedVae(cvae)).score(x, 3, 7, 4, 5)
 
 
+def _true_and_shifted_labels(backend: str) -> tuple[list[dict], dict, dict]:
+    images, labels = synthetic_digits(1000, seed=8)
+    trainer = make_trainer(dataclasses.replace(CONFIG, epochs=4, beta=5.0, learning_rate=5e-3, backend=backend))
+    history = trainer.fit(images[:900], images[900:], train_labels=labels[:900], val_labels=labels[900:])
+    return (history, trainer.evaluate(images[900:], labels[900:]),
+            trainer.evaluate(images[900:], (labels[900:] + 1) % CLASSES))
+
+
 @pytest.mark.slow  # compiles XLA programs
-def test_training_gathers_each_label_with_its_image_so_the_true_label_explains_it_best() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_training_gathers_each_label_with_its_image_so_the_true_label_explains_it_best(backend: str) -> None:
     """Synthetic digits are their class prototype plus noise: given the right label, the decoder needs
     no latent code. With a heavy KL weight the code stays near the prior, so the label is the model's
     one cheap clue, and a trained model scores far better with the true labels than with shifted ones.
     Labels gathered in another order than their images would teach it nothing of the kind."""
-    images, labels = synthetic_digits(1000, seed=8)
-    trainer = VaeTrainer(dataclasses.replace(CONFIG, epochs=4, beta=5.0, learning_rate=5e-3))
-    history = trainer.fit(images[:900], images[900:], train_labels=labels[:900], val_labels=labels[900:])
-    true = trainer.evaluate(images[900:], labels[900:])
-    shifted = trainer.evaluate(images[900:], (labels[900:] + 1) % CLASSES)
+    history, true, shifted = on_backend(backend, _true_and_shifted_labels, backend)
     assert len(history) == 4 and history[-1]["val_neg_elbo"] == pytest.approx(true["neg_elbo"], rel=0.05)
     assert true["neg_elbo"] < shifted["neg_elbo"] - 50, (true, shifted)
     for terms in (true, history[-1]):
         assert terms["neg_elbo"] == pytest.approx(terms["reconstruction_loss"] + terms["kl_loss"], rel=1e-6)
 
 
-@pytest.mark.slow  # compiles XLA programs
-def test_conditional_training_repeats_itself_under_a_seed() -> None:
+def _two_conditional_trainings(backend: str) -> list[list[dict]]:
     images, labels = synthetic_digits(200, seed=9)
-    first, second = (VaeTrainer(CONFIG).fit(images, images[:50], train_labels=labels, val_labels=labels[:50])
-                     for _ in range(2))
-    assert [{k: v for k, v in logs.items() if k != "seconds"} for logs in first] == [
-        {k: v for k, v in logs.items() if k != "seconds"} for logs in second]
+    config = dataclasses.replace(CONFIG, backend=backend)
+    return [without_timing(make_trainer(config).fit(images, images[:50], train_labels=labels,
+                                                    val_labels=labels[:50])) for _ in range(2)]
+
+
+@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conditional_training_repeats_itself_under_a_seed(backend: str) -> None:
+    first, second = on_backend(backend, _two_conditional_trainings, backend)
+    assert first == second
 
 
 @pytest.mark.slow  # compiles XLA programs

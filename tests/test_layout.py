@@ -10,7 +10,7 @@ LAYERS = {"core": 0, "data": 1, "model": 2, "tracking": 3, "reporting": 4, "gate
 """A sub-package may import its own layer and lower ones, never a higher one."""
 COMMANDS = {"__init__", "__main__", "download", "prepare", "train", "evaluate", "report", "check", "compare",
             "recipe", "tune"}
-HEAVY = {"tensorflow": ("model",), "keras": ("model",), "mlflow": ("tracking",)}
+HEAVY = {"tensorflow": ("model",), "keras": ("model",), "jax": ("model",), "mlflow": ("tracking",)}
 """Third-party packages that cost seconds to import, and the only sub-packages that import them at the top."""
 
 

@@ -10,7 +10,7 @@ from helpers import REPO_ROOT
 
 from pipeline.core.params import load_params
 from pipeline.model.optimizers import LinearWarmup, learning_rate, make_optimizer, steps_in
-from pipeline.model.trainer import TrainConfig, VaeTrainer
+from pipeline.model.trainer import TrainConfig, make_trainer
 
 LR, EPOCHS, STEPS_PER_EPOCH = 0.01, 4, 10
 BASE = TrainConfig(latent_dim=2, intermediate_dim=8, epochs=EPOCHS, batch_size=100, optimizer="rmsprop",
@@ -94,4 +94,4 @@ def test_epochs_become_steps_and_any_warmup_is_at_least_one(epochs: float, steps
 @pytest.mark.parametrize("changes", [{"lr_schedule": "cosine"}, {"lr_warmup_epochs": 1.0}, {"beta_warmup_epochs": 1.0}])
 def test_counting_epochs_in_steps_without_the_training_size_is_refused(changes: dict) -> None:
     with pytest.raises(ValueError, match="train_size is needed"):
-        VaeTrainer(config(train_size=None, **changes))
+        make_trainer(config(train_size=None, **changes))

@@ -38,6 +38,8 @@ BAD_PARAMS = {
     "learning-rate-two-dots": ("train:\n  learning_rate: 1.0.0\n", "train.learning_rate", "valid number"),
     "epochs-in-exponent-form": ("train:\n  epochs: 1e2\n", "train.epochs", "valid integer"),
     "beta-negative": ("train:\n  beta: -0.1\n", "train.beta", "greater than or equal to 0"),
+    "backend-torch": ("train:\n  backend: torch\n", "train.backend", "'tensorflow' or 'jax'"),
+    "backend-capitalised": ("train:\n  backend: JAX\n", "train.backend", "'tensorflow' or 'jax'"),
     "is-samples-zero": ("evaluate:\n  is_samples: 0\n", "evaluate.is_samples", "greater than or equal to 1"),
     "grid-size-one": ("report:\n  grid_size: 1\n", "report.grid_size", "greater than or equal to 2"),
     "grid-dims-three": ("report:\n  grid_dims: [0, 1, 2]\n", "report.grid_dims", "at most 2 items"),
@@ -332,7 +334,7 @@ def test_flat_gives_every_param_by_dotted_key_in_json_form(tmp_path: Path) -> No
 def test_read_by_selects_whole_sections_and_single_keys() -> None:
     params = Params()
     evaluate = params.read_by("evaluate")
-    assert set(evaluate) == {"data.dataset", "train.beta", *params.section("evaluate")}
+    assert set(evaluate) == {"data.dataset", "train.beta", "train.backend", *params.section("evaluate")}
     assert "check.tolerances.test_neg_elbo.tolerance" not in params.read_by(*STAGE_PARAMS)
 
 

@@ -2,7 +2,6 @@
 
 import contextlib
 import csv
-import io
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
+from backends import BACKENDS, on_backend
 from helpers import REPO_ROOT, synthetic_digits, without_timing
 from mlflow.tracking import MlflowClient
 
@@ -27,9 +27,8 @@ from pipeline.core.paths import CHECKPOINT_DIR, MODEL_FILE, RUN_FILE, TRAIN_HIST
 from pipeline.data.splits import save_split
 from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
 from pipeline.model.loading import load_trained_vae
-from pipeline.model.trainer import TrainConfig, VaeTrainer
+from pipeline.model.trainer import TrainConfig, make_trainer
 from pipeline.tracking import runs
-from pipeline.train import main
 
 CHECKPOINT_FILE = CHECKPOINT_DIR / "train.npz"
 EPOCHS = 4
@@ -45,10 +44,13 @@ STAGE_TIMEOUT_S = 240.0
 POLL_S = 0.02
 
 
-def stage_config() -> TrainConfig:
-    """The TrainConfig the stage builds from STAGE_PARAMS."""
-    params = parse_params(STAGE_PARAMS)
-    return TrainConfig.from_params(params)
+def stage_params(backend: str) -> dict[str, Any]:
+    return {**STAGE_PARAMS, "train": {**STAGE_PARAMS["train"], "backend": backend}}
+
+
+def stage_config(backend: str = "tensorflow") -> TrainConfig:
+    """The TrainConfig the stage builds from STAGE_PARAMS on ``backend``."""
+    return TrainConfig.from_params(parse_params(stage_params(backend)))
 
 
 
@@ -220,48 +222,78 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return synthetic_digits(6000, seed=1)[0], synthetic_digits(1000, seed=2)[0]
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn, for the trainings and stage runs of this module."""
+    return request.param
+
+
 @dataclass(frozen=True)
-class Uninterrupted:
+class Trained:
+    """A training's history (without timings), optimizer steps, every variable and the model weights at its end."""
+
     history: list[dict[str, float]]
-    trainer: VaeTrainer
+    iterations: int
+    state: list[np.ndarray]
+    weights: list[np.ndarray]
+
+
+def _trained(trainer: object, history: list[dict[str, float]]) -> Trained:
+    """Every model variable (the sampling seed state included) and every optimizer variable, as arrays."""
+    variables = [*trainer.vae.variables, *trainer.optimizer.variables]
+    return Trained(without_timing(history), int(trainer.optimizer.iterations.numpy()),
+                   [np.asarray(variable) for variable in variables], [np.asarray(w) for w in trainer.vae.weights])
+
+
+def _train_through(backend: str, digits: tuple[np.ndarray, np.ndarray]) -> Trained:
+    trainer = make_trainer(stage_config(backend))
+    return _trained(trainer, trainer.fit(*digits))
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(digits: tuple[np.ndarray, np.ndarray]) -> Uninterrupted:
-    """The stage's training run straight through, in process, without a checkpoint."""
-    trainer = VaeTrainer(stage_config())
-    return Uninterrupted(trainer.fit(*digits), trainer)
+def uninterrupted(backend: str, digits: tuple[np.ndarray, np.ndarray]) -> Trained:
+    """The stage's training run straight through, without a checkpoint, on ``backend``."""
+    return on_backend(backend, _train_through, backend, digits)
 
 
-def state(trainer: VaeTrainer) -> list[np.ndarray]:
-    """Every model variable (the sampling seed state included) and every optimizer variable."""
-    return [np.asarray(variable) for variable in [*trainer.vae.variables, *trainer.optimizer.variables]]
-
-
-@pytest.mark.slow
-def test_training_interrupted_after_epoch_two_resumes_in_a_fresh_trainer_to_the_same_result(
-    tmp_path: Path, digits: tuple[np.ndarray, np.ndarray], uninterrupted: Uninterrupted
-) -> None:
-    config = stage_config()
-    checkpoint = EpochCheckpoint(tmp_path / "train.npz", fingerprint(asdict(config), digits[0]))
+def _interrupt_and_resume(backend: str, digits: tuple[np.ndarray, np.ndarray], path: Path) -> tuple[list, Trained]:
+    """Stop a training after epoch two (its checkpoint kept), resume in a fresh trainer; the epochs trained
+    again and the resumed training."""
+    config = stage_config(backend)
+    checkpoint = EpochCheckpoint(path, fingerprint(asdict(config), digits[0]))
 
     def stop_after_epoch_two(epoch: int, logs: dict[str, float]) -> None:
         if epoch == 1:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        VaeTrainer(config).fit(*digits, stop_after_epoch_two, checkpoint)
+    with contextlib.suppress(KeyboardInterrupt):
+        make_trainer(config).fit(*digits, stop_after_epoch_two, checkpoint)
+        raise AssertionError("the first training was not interrupted")
     seen: list[int] = []
-    resumed = VaeTrainer(config)
+    resumed = make_trainer(config)
     history = resumed.fit(*digits, lambda epoch, logs: seen.append(epoch), checkpoint)
+    return seen, _trained(resumed, history)
 
+
+@pytest.mark.slow
+def test_training_interrupted_after_epoch_two_resumes_in_a_fresh_trainer_to_the_same_result(
+    backend: str, tmp_path: Path, digits: tuple[np.ndarray, np.ndarray], uninterrupted: Trained
+) -> None:
+    seen, resumed = on_backend(backend, _interrupt_and_resume, backend, digits, tmp_path / "train.npz")
     assert seen == list(range(2, EPOCHS)), "only the epochs after the checkpoint are trained again"
-    assert len(history) == EPOCHS
-    for mine, theirs in zip(without_timing(history), without_timing(uninterrupted.history), strict=True):
+    assert len(resumed.history) == EPOCHS
+    for mine, theirs in zip(resumed.history, uninterrupted.history, strict=True):
         assert mine == pytest.approx(theirs, rel=1e-6, abs=1e-6)
-    assert int(resumed.optimizer.iterations.numpy()) == EPOCHS * 60
-    for mine, theirs in zip(state(resumed), state(uninterrupted.trainer), strict=True):
+    assert resumed.iterations == EPOCHS * 60
+    for mine, theirs in zip(resumed.state, uninterrupted.state, strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6)
+
+
+def stage_env() -> dict[str, str]:
+    """This environment for a stage process: the project importable, no DVC or Keras variables (params decide)."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"DVC_ROOT", "DVC_EXP_NAME"} and not key.startswith("KERAS_")}
+    return {**env, "PYTHONPATH": str(REPO_ROOT)}
 
 
 def checkpointed_epochs(root: Path) -> int:
@@ -302,20 +334,20 @@ def stage_runs(root: Path) -> list[mlflow.entities.Run]:
 
 @pytest.fixture(scope="module")
 def interrupted_stages(
-    tmp_path_factory: pytest.TempPathFactory, digits: tuple[np.ndarray, np.ndarray], empty_store: Path
+    backend: str, tmp_path_factory: pytest.TempPathFactory, digits: tuple[np.ndarray, np.ndarray], empty_store: Path
 ) -> dict[signal.Signals, Interrupted]:
-    """``python -m pipeline.train`` in two projects at once, one killed with -9 and one sent SIGTERM after epoch 1."""
+    """``python -m pipeline.train`` on ``backend`` in two projects at once, one killed with -9 and one sent SIGTERM
+    after epoch 1."""
     prepared = tmp_path_factory.mktemp("prepared")
     save_split(prepared, "train", digits[0], np.zeros(len(digits[0]), np.uint8))
     save_split(prepared, "test", digits[1], np.zeros(len(digits[1]), np.uint8))
-    env = {key: value for key, value in os.environ.items() if key not in {"DVC_ROOT", "DVC_EXP_NAME"}}
-    env["PYTHONPATH"] = str(REPO_ROOT)
+    env = stage_env()
     started = {}
     for signum in (signal.SIGKILL, signal.SIGTERM):
         root = tmp_path_factory.mktemp(signum.name.lower())
         shutil.copytree(prepared, root / "data" / "prepared")
         shutil.copyfile(empty_store, root / "mlflow.db")
-        (root / "params.yaml").write_text(yaml.safe_dump(STAGE_PARAMS))
+        (root / "params.yaml").write_text(yaml.safe_dump(stage_params(backend)))
         env["MLFLOW_TRACKING_URI"] = store_uri(root)
         with open(root / "stderr.txt", "w") as stderr:
             started[signum] = root, subprocess.Popen(
@@ -370,21 +402,15 @@ def test_stage_killed_with_sigkill_leaves_a_running_run_and_no_model(
 
 @pytest.mark.slow
 def test_stage_rerun_after_sigkill_fails_the_old_run_and_resumes_to_the_uninterrupted_result(
-    interrupted_stages: dict[signal.Signals, Interrupted], uninterrupted: Uninterrupted,
-    monkeypatch: pytest.MonkeyPatch,
+    interrupted_stages: dict[signal.Signals, Interrupted], uninterrupted: Trained,
 ) -> None:
     killed = interrupted_stages[signal.SIGKILL]
     assert 1 <= killed.checkpointed < EPOCHS
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri(killed.root))
-    monkeypatch.chdir(killed.root)
-    monkeypatch.delenv("DVC_ROOT", raising=False)
-    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    stderr = io.StringIO()
+    rerun = subprocess.run([sys.executable, "-m", "pipeline.train", "--params", "params.yaml"], cwd=killed.root,
+                           env={**stage_env(), "MLFLOW_TRACKING_URI": store_uri(killed.root)},
+                           capture_output=True, text=True, timeout=STAGE_TIMEOUT_S)
 
-    with contextlib.redirect_stderr(stderr):
-        code = main(["--params", "params.yaml"])
-
-    assert code == 0, stderr.getvalue()
+    assert rerun.returncode == 0, rerun.stderr
     old, new = stage_runs(killed.root)
     assert old.info.status == "FAILED"
     assert old.data.tags["pipeline.failure"]
@@ -393,7 +419,7 @@ def test_stage_rerun_after_sigkill_fails_the_old_run_and_resumes_to_the_uninterr
     assert json.loads((killed.root / RUN_FILE).read_text())["run_id"] == new.info.run_id
     assert not (killed.root / CHECKPOINT_FILE).exists()
 
-    expected = without_timing(uninterrupted.history)
+    expected = uninterrupted.history
     rows = history_rows(killed.root)
     assert [row["epoch"] for row in rows] == [str(epoch) for epoch in range(1, EPOCHS + 1)]
     for row, logs in zip(rows, expected, strict=True):
@@ -404,8 +430,8 @@ def test_stage_rerun_after_sigkill_fails_the_old_run_and_resumes_to_the_uninterr
         assert [metric.step for metric in logged] == list(range(1, EPOCHS + 1)), name
         assert [metric.value for metric in logged] == pytest.approx([logs[name] for logs in expected], abs=1e-5)
     saved = load_trained_vae(killed.root / MODEL_FILE).vae
-    for mine, theirs in zip(saved.weights, uninterrupted.trainer.vae.weights, strict=True):
-        np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-6, atol=1e-6)
+    for mine, theirs in zip(saved.weights, uninterrupted.weights, strict=True):
+        np.testing.assert_allclose(np.asarray(mine), theirs, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -8,11 +8,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from backends import BACKENDS, on_backend
 from helpers import REPO_ROOT, synthetic_digits, without_timing
 
 from pipeline.core.params import load_params
 from pipeline.model.losses import kl_loss, reconstruction_loss
-from pipeline.model.trainer import TrainConfig, VaeTrainer
+from pipeline.model.tf_loop import TfTrainer
+from pipeline.model.trainer import TrainConfig, make_trainer
 
 pytestmark = pytest.mark.slow  # every test compiles the XLA training loop
 
@@ -25,7 +27,7 @@ def shipped_config(**changes: object) -> TrainConfig:
     return dataclasses.replace(config, intermediate_dim=32, epochs=2, **changes)
 
 
-class BeforeTheKnobs(VaeTrainer):
+class BeforeTheKnobs(TfTrainer):
     """The trainer as it was before the knobs: Keras' RMSprop with only a learning rate, and the loss of one
     draw of z computed as it was then."""
 
@@ -44,17 +46,23 @@ class BeforeTheKnobs(VaeTrainer):
 def test_the_shipped_params_train_exactly_as_before_the_knobs_existed() -> None:
     train, _ = synthetic_digits(ROWS, seed=1)
     held_out, _ = synthetic_digits(100, seed=2)
-    now = VaeTrainer(shipped_config()).fit(train, held_out)
+    now = make_trainer(shipped_config()).fit(train, held_out)
     before = BeforeTheKnobs(shipped_config()).fit(train, held_out)
     assert without_timing(now) == without_timing(before)
 
 
-def test_beta_warmup_reaches_beta_within_the_compiled_loop_on_the_stated_epoch() -> None:
+def _fit(config: TrainConfig, train: np.ndarray, held_out: np.ndarray, **labels: np.ndarray) -> list[dict]:
+    """The history of a fresh trainer of ``config`` (on ``config.backend``)."""
+    return make_trainer(config).fit(train, held_out, **labels)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_beta_warmup_reaches_beta_within_the_compiled_loop_on_the_stated_epoch(backend: str) -> None:
     """Over a warm-up of one epoch the loss weighs the KL less than β; from epoch 2 on, by exactly β."""
     train, _ = synthetic_digits(ROWS, seed=1)
     held_out, _ = synthetic_digits(100, seed=2)
-    history = VaeTrainer(shipped_config(beta=0.5, beta_warmup_epochs=1.0)).fit(train, held_out)
-    first, second = history
+    config = shipped_config(beta=0.5, beta_warmup_epochs=1.0, backend=backend)
+    first, second = on_backend(backend, _fit, config, train, held_out)
     assert first["loss"] < first["reconstruction_loss"] + 0.5 * first["kl_loss"] - 0.05 * first["kl_loss"]
     assert second["loss"] == pytest.approx(second["reconstruction_loss"] + 0.5 * second["kl_loss"], rel=1e-5)
     assert first["val_loss"] == pytest.approx(first["val_reconstruction_loss"] + 0.5 * first["val_kl_loss"],
@@ -64,7 +72,7 @@ def test_beta_warmup_reaches_beta_within_the_compiled_loop_on_the_stated_epoch()
 def final_weights(config: TrainConfig, steps: str) -> np.ndarray:
     """All trainable weights after 2 epochs of ``ROWS`` images, the epoch's steps run as ``steps``: ``xla`` (the
     compiled loop), ``graph`` (the same traced loop without XLA) or ``eager`` (each step by Python, anew)."""
-    trainer = VaeTrainer(config)
+    trainer = TfTrainer(config)
     if steps != "xla":
         trainer._train_steps = (trainer._train_steps_eager if steps == "eager"
                                 else tf.function(trainer._train_steps_eager))
@@ -103,10 +111,11 @@ def test_the_compiled_epoch_follows_the_schedule() -> None:
     assert np.max(np.abs(compiled - eager)) < 0.1 * np.max(np.abs(compiled - constant))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("changes", [{"z_samples": 4}, {"objective": "iwae", "z_samples": 5, "beta": 1.0}],
                          ids=["elbo-4-draws", "iwae-5"])
 def test_several_draws_and_the_iwae_bound_train_repeatably_and_log_the_true_elbo(
-    mnist_dir: Path, changes: dict
+    mnist_dir: Path, changes: dict, backend: str
 ) -> None:
     import gzip
 
@@ -115,9 +124,9 @@ def test_several_draws_and_the_iwae_bound_train_repeatably_and_log_the_true_elbo
         pixels = np.frombuffer(stream.read(1200 * 784), dtype=np.uint8)
     images = (pixels.reshape(1200, 784) / 255).astype(np.float32)
     train, held_out = images[:1000], images[1000:]
-    config = dataclasses.replace(shipped_config(learning_rate=0.01, **changes), train_size=1000)
-    history = VaeTrainer(config).fit(train, held_out)
-    again = VaeTrainer(config).fit(train, held_out)
+    config = dataclasses.replace(shipped_config(learning_rate=0.01, backend=backend, **changes), train_size=1000)
+    history = on_backend(backend, _fit, config, train, held_out)
+    again = on_backend(backend, _fit, config, train, held_out)
     assert without_timing(history) == without_timing(again)
     first, last = history
     assert last["neg_elbo"] < first["neg_elbo"] - 20
@@ -127,11 +136,14 @@ def test_several_draws_and_the_iwae_bound_train_repeatably_and_log_the_true_elbo
         assert last["val_loss"] < last["val_neg_elbo"]
 
 
-def test_the_conditional_vae_draws_z_several_times_with_its_labels() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_conditional_vae_draws_z_several_times_with_its_labels(backend: str) -> None:
     """Each extra draw of z is decoded under its own image's label: the IWAE bound then beats the ELBO."""
     train, train_labels = synthetic_digits(ROWS, seed=1)
     held_out, held_out_labels = synthetic_digits(100, seed=2)
-    config = shipped_config(num_classes=10, objective="iwae", z_samples=3, beta=1.0, learning_rate=0.01)
-    history = VaeTrainer(config).fit(train, held_out, train_labels=train_labels, val_labels=held_out_labels)
+    config = shipped_config(num_classes=10, objective="iwae", z_samples=3, beta=1.0, learning_rate=0.01,
+                            backend=backend)
+    history = on_backend(backend, _fit, config, train, held_out, train_labels=train_labels,
+                         val_labels=held_out_labels)
     assert all(np.isfinite(value) for logs in history for value in logs.values())
     assert history[-1]["val_loss"] < history[-1]["val_neg_elbo"]

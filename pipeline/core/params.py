@@ -1,7 +1,7 @@
 """The params schema: params.yaml validated into immutable, typed sections for every stage's knobs.
 
 Every wrong type, out-of-range value, unknown key or typo is reported with its dotted key
-before any stage does work, and before TensorFlow is imported.
+before any stage does work, and before Keras and its backend are imported.
 """
 
 from collections.abc import Iterator, Mapping
@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from pipeline.core.backend import Backend
 from pipeline.core.errors import PipelineError, clipped
 from pipeline.core.param_conflicts import conflicting_params
 from pipeline.core.paths import PARAMS_FILE
@@ -23,7 +24,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "download": ("data.dataset", "data.mirrors"),
     "prepare": ("data.dataset", "data.val_fraction", "data.seed"),
     "train": ("data.dataset", "model", "train"),
-    "evaluate": ("data.dataset", "train.beta", "evaluate"),
+    "evaluate": ("data.dataset", "train.beta", "train.backend", "evaluate"),
     "report": ("data", "model", "train", "evaluate", "report"),
 }
 """The params each DVC stage reads, in pipeline order: dvc.yaml lists the same (a test checks), so a change
@@ -112,6 +113,10 @@ class TrainParams(_Section):
     z_samples: int = Field(default=1, ge=1, le=MAX_TRAIN_SAMPLES)
     seed: int = Field(default=42, ge=0, le=MAX_SEED)
     experiment: str = Field(default="vae-mnist", min_length=1)
+    backend: Backend = Field(
+        default="tensorflow", description="The Keras backend train, evaluate and report run on: tensorflow or jax "
+                                          "(the jax extra); see docs/backends.md."
+    )
 
     @field_validator("rmsprop_epsilon", "adam_epsilon")
     @classmethod

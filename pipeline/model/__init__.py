@@ -1,8 +1,9 @@
-"""The VAE in Keras: layers and losses, the compiled trainer, checkpoints, likelihood, loading, serving views.
+"""The VAE in Keras: layers and losses, the compiled training loops, checkpoints, likelihood, loading, serving views.
 
-Importing this package imports TensorFlow, once, with the lines its native libraries print while
-loading held back (``pipeline.core.quiet``); finding the devices here makes the ``cuInit`` line of
-a machine without a GPU come inside that hold too. ``PIPELINE_VERBOSE=1`` shows them.
+Importing this package imports Keras on the backend chosen before (``pipeline.core.backend``), once,
+with the lines its native libraries print while loading held back (``pipeline.core.quiet``); finding
+the devices here makes the ``cuInit`` line of a machine without a GPU come inside that hold too.
+``PIPELINE_VERBOSE=1`` shows them.
 
 It also pins what a user's Keras configuration would otherwise change: ``keras.json`` (in ``$KERAS_HOME``
 or ``~/.keras``) sets the float type, the fuzz factor ε and the image layout of every process, and
@@ -26,11 +27,23 @@ _refused: Exception | None = None
 with native_stderr_held():
     try:
         import keras
-        import tensorflow
+
+        if keras.backend.backend() == "jax":
+            import jax
+
+            jax.devices()
+            # Keras imports TensorFlow whenever it is installed, on any backend, to seed it and to ask whether an
+            # object it saves is a tf.TensorShape (keras-team/keras#18455): 4 s of CPU in a process that never
+            # uses it. Its lazy handle is told TensorFlow is absent; tests/test_backends.py checks it stays unloaded.
+            from keras.src.utils.module_utils import tensorflow as lazy_tensorflow
+
+            lazy_tensorflow._available = False
+        else:
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()
     except (AssertionError, ValueError) as error:  # how TF's and Keras' readers of keras.json refuse a value
         _refused = error
-    else:
-        tensorflow.config.list_physical_devices()
 if _refused is not None:
     folder = os.environ.get("KERAS_HOME") or "~/.keras"
     raise KerasConfigError(f"Keras refuses its configuration file {folder}/keras.json"

@@ -6,7 +6,8 @@ q(z | x, y) and p(x | z, y) see, while the prior stays N(0, I) (Sohn et al. 2015
 independent of y): the same formulas then give the −ELBO of log p(x | y) and an importance-sampled
 −log p(x | y). The noise for image ``i`` comes from its own generator seeded with
 ``(seed, stream, i)``, so the numbers depend on the seed and the images only, never on the
-batch size. Importing this module imports Keras (and so TensorFlow).
+batch size. The math is ``keras.ops``, compiled by XLA on the backend Keras runs on
+(``pipeline.model.compiled``): TensorFlow or JAX give the same numbers to float32 rounding.
 """
 
 import math
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from pipeline.model.compiled import compiled
 from pipeline.model.loading import TrainedVae
 from pipeline.model.losses import kl_loss, reconstruction_loss
 from pipeline.model.vae import one_hot
@@ -25,6 +27,8 @@ ELBO_STREAM, IS_STREAM = 0, 1
 MAX_ROWS = 25_000
 """Images × samples decoded in one compiled call: bounds memory to ~MAX_ROWS × 784 floats."""
 ACTIVE_UNIT_THRESHOLD = 0.01
+Tensor = object
+"""A backend tensor (``tf.Tensor`` or ``jax.Array``)."""
 
 
 @dataclass(frozen=True)
@@ -75,36 +79,36 @@ class LikelihoodEstimator:
         self.latent_dim = int(self.moments.outputs[0].shape[-1])
         self.trained = trained
         self.max_rows = max_rows
-        self._encode = tf.function(self._encode_eager, jit_compile=True)
-        self._sample = tf.function(self._sample_eager, jit_compile=True)
+        self._encode = compiled(self._encode_eager)
+        self._sample = compiled(self._sample_eager)
 
-    def _encode_eager(self, images: tf.Tensor, labels: tf.Tensor | None) -> tuple[tf.Tensor, ...]:
+    def _encode_eager(self, images: Tensor, labels: Tensor | None) -> tuple[Tensor, ...]:
         """(z_mean, z_log_var, KL, mean squared error of the decoder's mean output at z = z_mean)."""
         z_mean, z_log_var = self.moments(self._with(images, labels), training=False)
-        pixels = tf.sigmoid(self.logits(self._with(z_mean, labels), training=False))
-        squared_error = tf.reduce_mean(tf.square(images - pixels), axis=-1)
+        pixels = ops.sigmoid(self.logits(self._with(z_mean, labels), training=False))
+        squared_error = ops.mean(ops.square(images - pixels), axis=-1)
         return z_mean, z_log_var, kl_loss(z_mean, z_log_var), squared_error
 
     @staticmethod
-    def _with(first: tf.Tensor, labels: tf.Tensor | None) -> object:
+    def _with(first: Tensor, labels: Tensor | None) -> object:
         return first if labels is None else [first, labels]
 
-    def _sample_eager(self, images: tf.Tensor, labels: tf.Tensor | None, z_mean: tf.Tensor, z_log_var: tf.Tensor,
-                      noise: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _sample_eager(self, images: Tensor, labels: Tensor | None, z_mean: Tensor, z_log_var: Tensor,
+                      noise: Tensor) -> tuple[Tensor, Tensor]:
         """For noise (B, K, d): reconstruction loss and log importance weight of each z_k, each (B, K)."""
-        batch, samples = tf.shape(noise)[0], tf.shape(noise)[1]
-        z = z_mean[:, None, :] + tf.exp(0.5 * z_log_var)[:, None, :] * noise
-        repeated = None if labels is None else tf.repeat(labels, samples, axis=0)  # row b·K + k is image b
-        logits = self.logits(self._with(tf.reshape(z, (-1, self.latent_dim)), repeated), training=False)
-        logits = tf.reshape(logits, (batch, samples, -1))
-        reconstruction = reconstruction_loss(tf.broadcast_to(images[:, None, :], tf.shape(logits)), logits)
+        batch, samples = noise.shape[0], noise.shape[1]
+        z = z_mean[:, None, :] + ops.exp(0.5 * z_log_var)[:, None, :] * noise
+        repeated = None if labels is None else ops.repeat(labels, samples, axis=0)  # row b·K + k is image b
+        logits = self.logits(self._with(ops.reshape(z, (-1, self.latent_dim)), repeated), training=False)
+        logits = ops.reshape(logits, (batch, samples, -1))
+        reconstruction = reconstruction_loss(ops.broadcast_to(images[:, None, :], ops.shape(logits)), logits)
         # log N(z; 0, I) − log N(z; μ, σ²): the 2π terms cancel.
-        log_prior_ratio = 0.5 * tf.reduce_sum(
-            z_log_var[:, None, :] + tf.square(noise) - tf.square(z), axis=-1
+        log_prior_ratio = 0.5 * ops.sum(
+            z_log_var[:, None, :] + ops.square(noise) - ops.square(z), axis=-1
         )
         return reconstruction, log_prior_ratio - reconstruction
 
-    def _sampled_terms(self, images: np.ndarray, labels: tf.Tensor | None, z_mean: tf.Tensor, z_log_var: tf.Tensor,
+    def _sampled_terms(self, images: np.ndarray, labels: Tensor | None, z_mean: Tensor, z_log_var: Tensor,
                        noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``_sample`` over chunks of samples of at most ``max_rows`` rows, padded to one shape."""
         count, samples, _ = noise.shape
@@ -114,7 +118,7 @@ class LikelihoodEstimator:
         parts = [self._sample(images, labels, z_mean, z_log_var, noise[:, start : start + chunk])
                  for start in range(0, padded, chunk)]
         reconstruction, log_weights = (
-            np.concatenate([part[i].numpy() for part in parts], axis=1) for i in (0, 1)
+            np.concatenate([ops.convert_to_numpy(part[i]) for part in parts], axis=1) for i in (0, 1)
         )
         return reconstruction[:, :samples], log_weights[:, :samples]
 
@@ -136,8 +140,9 @@ class LikelihoodEstimator:
             real = min(batch_size, count - start)
             batch = np.zeros((batch_size, images.shape[1]), dtype=np.float32)
             batch[:real] = images[start : start + real]
-            batch_labels = None if onehot is None else tf.constant(_padded(onehot[start : start + real], batch_size))
-            z_mean, z_log_var, kl, squared_error = self._encode(tf.constant(batch), batch_labels)
+            batch_labels = None if onehot is None else ops.convert_to_tensor(_padded(onehot[start : start + real],
+                                                                                      batch_size))
+            z_mean, z_log_var, kl, squared_error = self._encode(ops.convert_to_tensor(batch), batch_labels)
             elbo_noise, is_noise = (
                 np.pad(latent_noise(seed, stream, start, real, samples, self.latent_dim),
                        ((0, batch_size - real), (0, 0), (0, 0)))
@@ -145,9 +150,9 @@ class LikelihoodEstimator:
             )
             reconstruction, _ = self._sampled_terms(batch, batch_labels, z_mean, z_log_var, elbo_noise)
             _, log_weights = self._sampled_terms(batch, batch_labels, z_mean, z_log_var, is_noise)
-            columns["z_mean"].append(z_mean.numpy()[:real])
-            columns["kl"].append(kl.numpy()[:real])
-            columns["se"].append(squared_error.numpy()[:real])
+            columns["z_mean"].append(ops.convert_to_numpy(z_mean)[:real])
+            columns["kl"].append(ops.convert_to_numpy(kl)[:real])
+            columns["se"].append(ops.convert_to_numpy(squared_error)[:real])
             columns["rec"].append(reconstruction[:real].mean(axis=1, dtype=np.float64))
             columns["nll"].append(-log_mean_exp(log_weights[:real]))
             on_batch(real)

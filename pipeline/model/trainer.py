@@ -1,9 +1,12 @@
-"""The compiled training loop: one XLA program per epoch, no Python work per batch.
+"""What both training loops share: the config, the optimizer, the objective, the epoch's shuffle, checkpoints
+and the NaN stop.
 
-Keras' ``fit`` pays Python and dispatch overhead on each of the 600 steps of an epoch; here a
-``tf.while_loop`` inside one ``jit_compile=True`` function runs the whole epoch: gather the
-shuffled batch (and, for the conditional VAE, its one-hot labels by the same indices), encode,
-sample, decode, compute the loss, apply the optimizer update.
+Keras' ``fit`` pays Python and dispatch overhead on each of the 600 steps of an epoch; here the whole
+epoch runs as one compiled program: gather the shuffled batch (and, for the conditional VAE, its one-hot
+labels by the same indices), encode, sample, decode, compute the loss, apply the optimizer update. The
+forward pass and objective are written once (``VaeTrainer._losses``, ``keras.ops``); only the compiled loop
+differs per backend, in ``tf_loop`` (a ``tf.while_loop``) and ``jax_loop`` (``jax.lax.scan`` over the
+Keras stateless API). ``make_trainer`` picks the one of the backend Keras runs on.
 """
 
 import math
@@ -13,9 +16,9 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
+from pipeline.core.backend import Backend, BackendError
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import IMAGE_PIXELS, Params, TrainParams
 from pipeline.data.datasets import DATASETS
@@ -63,6 +66,8 @@ class TrainConfig:
     beta_warmup_epochs: float = _DEFAULT.beta_warmup_epochs
     objective: str = _DEFAULT.objective
     z_samples: int = _DEFAULT.z_samples
+    backend: Backend = _DEFAULT.backend
+    """The Keras backend the loop runs on; it must be the one Keras was loaded with."""
 
     @classmethod
     def from_params(cls, params: Params, train_size: int | None = None) -> "TrainConfig":
@@ -88,7 +93,12 @@ class TrainConfig:
 
 
 class VaeTrainer:
-    """Owns a VAE, its optimizer and the compiled epoch functions."""
+    """Owns a VAE, its optimizer and the epoch loop; a subclass per backend compiles the steps.
+
+    Subclasses implement ``_epoch_totals`` (one epoch's optimizer steps) and ``_eval_batch`` (the loss
+    terms of one batch); the model and optimizer state live in the Keras variables between calls, so
+    checkpoints, saving and the later stages see one kind of model.
+    """
 
     def __init__(self, config: TrainConfig, vae: keras.Model | None = None) -> None:
         keras.utils.set_random_seed(config.seed)
@@ -102,13 +112,13 @@ class VaeTrainer:
         self.optimizer = make_optimizer(config, steps)
         self.beta_warmup_steps = steps_in(config.beta_warmup_epochs, steps)
         self.optimizer.build(self.vae.trainable_variables)
-        self._train_steps = tf.function(self._train_steps_eager, jit_compile=True)
-        self._eval_batch = tf.function(self._losses, jit_compile=True)
 
-    def _losses(self, images: tf.Tensor, labels: tf.Tensor | None = None,
-                beta: tf.Tensor | float | None = None) -> tuple[tf.Tensor, ...]:
+    def _losses(self, images: object, labels: object | None = None, beta: object | None = None) -> tuple:
         """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo) over ``config.z_samples`` draws of z per
-        image; ``labels`` one-hot when conditional; ``beta`` the KL weight of this step (``config.beta`` if None)."""
+        image; ``labels`` one-hot when conditional; ``beta`` the KL weight of this step (``config.beta`` if None).
+
+        Both loops run this one forward pass and differentiate ``loss``: TensorFlow on the Keras variables, JAX
+        inside a ``keras.StatelessScope`` that maps them to the values it carries."""
         samples = self.config.z_samples
         z_mean, z_log_var, z = self.encoder(images if labels is None else [images, labels], training=True)
         z = more_draws(self.encoder.get_layer("z"), z, z_mean, z_log_var, samples)
@@ -118,56 +128,46 @@ class VaeTrainer:
         return batch_objective(images, logits, z, z_mean, z_log_var, self.config.beta if beta is None else beta,
                                importance_weighted=self.config.objective == "iwae")
 
-    def _train_steps_eager(self, images: tf.Tensor, order: tf.Tensor, labels: tf.Tensor | None = None) -> tf.Tensor:
-        """Run one optimizer step per row of ``order`` (batch indices); return the summed batch means."""
-        variables = self.vae.trainable_variables
+    def _epoch_totals(self, images: object, full: np.ndarray | None, tail: np.ndarray | None,
+                      labels: object | None) -> np.ndarray:
+        """Take one optimizer step per row of ``full`` (batch indices, (steps, batch_size)) and one for ``tail``
+        (the partial last batch's indices); return each ``LOSS_NAMES`` term summed over the images, (4,)."""
+        raise NotImplementedError
 
-        def step(index: tf.Tensor, totals: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            batch = tf.gather(images, order[index])
-            batch_labels = None if labels is None else tf.gather(labels, order[index])
-            beta = kl_weight(self.optimizer.iterations, self.config.beta, self.beta_warmup_steps)
-            with tf.GradientTape() as tape:
-                losses = self._losses(batch, batch_labels, beta)
-            self.optimizer.apply(tape.gradient(losses[0], variables), variables)
-            return index + 1, totals + tf.stack(losses)
+    def _eval_batch(self, images: object, labels: object | None) -> np.ndarray:
+        """Batch means of the ``LOSS_NAMES`` terms, (4,), one sampled z per image."""
+        raise NotImplementedError
 
-        steps = tf.shape(order)[0]
-        _, totals = tf.while_loop(
-            lambda index, _: index < steps, step, (tf.constant(0), tf.zeros(len(LOSS_NAMES)))
-        )
-        return totals
+    def _step_beta(self) -> object:
+        """β of the optimizer step about to be taken (KL warm-up), read from ``optimizer.iterations``."""
+        return kl_weight(self.optimizer.iterations, self.config.beta, self.beta_warmup_steps)
 
-    def train_epoch(self, images: tf.Tensor, epoch: int, labels: tf.Tensor | None = None) -> EpochLogs:
+    def train_epoch(self, images: object, epoch: int, labels: object | None = None) -> EpochLogs:
         """One pass over ``images`` (and one-hot ``labels``) in a seeded shuffle; the last partial batch too."""
         count, size = int(images.shape[0]), self.config.batch_size
         shuffle = np.random.default_rng([self.config.seed, epoch]).permutation(count).astype(np.int32)
         full = count // size
-        totals = np.zeros(len(LOSS_NAMES))
-        if full:
-            totals += self._train_steps(images, shuffle[: full * size].reshape(full, size), labels).numpy() * size
-        if count % size:
-            tail = shuffle[full * size :].reshape(1, -1)
-            totals += self._train_steps(images, tail, labels).numpy() * tail.shape[1]
+        totals = self._epoch_totals(images, shuffle[: full * size].reshape(full, size) if full else None,
+                                    shuffle[full * size :] if count % size else None, labels)
         return dict(zip(LOSS_NAMES, (totals / count).tolist(), strict=True))
 
-    def evaluate(self, images: tf.Tensor, labels: np.ndarray | None = None) -> EpochLogs:
+    def evaluate(self, images: object, labels: np.ndarray | None = None) -> EpochLogs:
         """Loss terms averaged over ``images``, one sampled z per image; class ``labels`` (n,) when conditional."""
         onehot = self.label_inputs(labels, int(images.shape[0]))
         totals = np.zeros(len(LOSS_NAMES))
         for start in range(0, int(images.shape[0]), EVAL_BATCH_SIZE):
             batch = images[start : start + EVAL_BATCH_SIZE]
             batch_labels = None if onehot is None else onehot[start : start + EVAL_BATCH_SIZE]
-            values = self._eval_batch(batch, batch_labels)
-            totals += np.array([float(value) for value in values]) * int(batch.shape[0])
+            totals += self._eval_batch(batch, batch_labels) * int(batch.shape[0])
         return dict(zip(LOSS_NAMES, (totals / int(images.shape[0])).tolist(), strict=True))
 
-    def label_inputs(self, labels: np.ndarray | None, count: int) -> tf.Tensor | None:
+    def label_inputs(self, labels: np.ndarray | None, count: int) -> object | None:
         """One-hot float32 labels (count, num_classes) for a conditional model, ``None`` for an unconditional one.
 
         Raises ``LabelError`` when labels are missing, superfluous, of another length or out of range.
         """
         self.parts.check_labels(labels, count)
-        return None if labels is None else tf.constant(one_hot(labels, self.config.num_classes))
+        return None if labels is None else keras.ops.convert_to_tensor(one_hot(labels, self.config.num_classes))
 
     def fit(
         self,
@@ -190,8 +190,8 @@ class VaeTrainer:
             raise ValueError(f"{len(train_images)} training images, but the config counts {self.config.train_size}")
         train_onehot = self.label_inputs(train_labels, len(train_images))
         self.label_inputs(val_labels, len(val_images))
-        train = tf.constant(train_images, dtype=tf.float32)
-        val = tf.constant(val_images, dtype=tf.float32)
+        train = keras.ops.convert_to_tensor(train_images, dtype="float32")
+        val = keras.ops.convert_to_tensor(val_images, dtype="float32")
         state = [*self.vae.variables, *self.optimizer.variables]
         history = checkpoint.restore(state) if checkpoint else []
         for epoch in range(len(history), self.config.epochs):
@@ -209,3 +209,17 @@ class VaeTrainer:
                 checkpoint.save(state, history)
             on_epoch_end(epoch, logs)
         return history
+
+
+def make_trainer(config: TrainConfig, vae: keras.Model | None = None) -> VaeTrainer:
+    """The trainer of ``config.backend``, which must be the backend Keras was loaded with (``BackendError``)."""
+    loaded = keras.backend.backend()
+    if loaded != config.backend:
+        raise BackendError(f"Keras runs on {loaded} in this process, the training config asks for {config.backend}")
+    if config.backend == "jax":
+        from pipeline.model.jax_loop import JaxTrainer
+
+        return JaxTrainer(config, vae)
+    from pipeline.model.tf_loop import TfTrainer
+
+    return TfTrainer(config, vae)

@@ -5,7 +5,7 @@ sees the image and its one-hot label, q(z | x, y), and the decoder sees z and th
 the prior stays N(0, I). The label input is called ``labels`` everywhere (encoder, decoder, VAE),
 so a caller or a serving signature passes it by name. Only backend-neutral ``keras.ops`` are used
 here; the losses live in ``pipeline.model.losses`` and the compiled training loop in
-``pipeline.model.trainer``. Importing this module imports Keras (and so TensorFlow).
+``pipeline.model.trainer`` (with ``tf_loop`` and ``jax_loop``). Importing this module imports Keras on its backend.
 """
 
 import keras
@@ -68,7 +68,7 @@ def _with_labels(first: keras.KerasTensor, num_classes: int, name: str) -> tuple
     return [first, labels], layers.Concatenate(name=name)([first, labels])
 
 
-def _inputs(model_inputs: list) -> object:
+def model_input(model_inputs: list) -> object:
     """One input as a bare tensor (the unconditional model's file stays as it was), several as a list."""
     return model_inputs[0] if len(model_inputs) == 1 else model_inputs
 
@@ -82,7 +82,7 @@ def build_encoder(latent_dim: int, intermediate_dim: int, seed: int | None = Non
     z_mean = layers.Dense(latent_dim, name="z_mean")(hidden)
     z_log_var = layers.Dense(latent_dim, name="z_log_var")(hidden)
     z = Sampling(seed=seed, name="z")([z_mean, z_log_var])
-    return keras.Model(_inputs(model_inputs), [z_mean, z_log_var, z], name="encoder")
+    return keras.Model(model_input(model_inputs), [z_mean, z_log_var, z], name="encoder")
 
 
 def build_decoder(latent_dim: int, intermediate_dim: int, num_classes: int = 0) -> keras.Model:
@@ -92,7 +92,7 @@ def build_decoder(latent_dim: int, intermediate_dim: int, num_classes: int = 0) 
     hidden = layers.Dense(intermediate_dim, activation="relu", name="decoder_hidden")(joined)
     logits = layers.Dense(IMAGE_PIXELS, name="decoder_logits")(hidden)
     pixels = layers.Activation("sigmoid", name="pixels")(logits)
-    return keras.Model(_inputs(model_inputs), pixels, name="decoder")
+    return keras.Model(model_input(model_inputs), pixels, name="decoder")
 
 
 def build_vae(latent_dim: int, intermediate_dim: int, seed: int | None = None, num_classes: int = 0) -> keras.Model:
