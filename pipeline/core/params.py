@@ -23,6 +23,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "download": ("data.dataset", "data.mirrors"),
     "prepare": ("data.dataset", "data.val_fraction", "data.seed"),
     "train": ("data.dataset", "model", "train"),
+    "classifier": ("data.dataset", "classifier"),
     "evaluate": ("data.dataset", "train.beta", "evaluate"),
     "report": ("data", "model", "train", "evaluate", "report"),
 }
@@ -48,6 +49,10 @@ MAX_SAMPLES = 10_000
 """Monte Carlo draws per test image: each one decodes the whole test set, 50 × the default's time at the bound."""
 MAX_LATENT_DRAWS = 2**25
 """evaluate holds batch_size × samples × latent_dim normal draws per batch, twice over: 128 MiB of float32 each."""
+MAX_CLASSIFIER_EPOCHS = 100
+"""About 4 s an epoch on 2 CPU cores: 100 epochs is 7 minutes for a network that only measures samples."""
+MAX_BOOTSTRAP_RESAMPLES = 10_000
+"""Each resample recomputes the Fréchet distance (two 128 × 128 covariances, ~20 ms): 10 000 is minutes."""
 MAX_HIDDEN_ACTIVATIONS = 2**27
 """A training step holds several batch_size × intermediate_dim tensors (activations, gradients): 512 MiB each."""
 
@@ -87,11 +92,25 @@ class TrainParams(_Section):
     experiment: str = Field(default="vae-mnist", min_length=1)
 
 
+class ClassifierParams(_Section):
+    """The convolutional classifier whose features score the decoder's samples (``pipeline.sample_quality``)."""
+
+    epochs: int = Field(default=3, ge=1, le=MAX_CLASSIFIER_EPOCHS)
+    batch_size: int = Field(default=128, ge=1, le=TRAIN_SET_SIZE)
+    learning_rate: float = Field(default=0.003, gt=0.0, le=1.0, description="Adam's, decayed linearly to 0.")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+
+
 class EvaluateParams(_Section):
     elbo_samples: int = Field(default=10, ge=1, le=MAX_SAMPLES)
     is_samples: int = Field(default=200, ge=1, le=MAX_SAMPLES)
     batch_size: int = Field(default=500, ge=1, le=TEST_SET_SIZE)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    # A covariance needs 2 rows; the decoder samples are compared with as many test images, so no more than those.
+    sample_count: int = Field(default=10_000, ge=2, le=TEST_SET_SIZE)
+    bootstrap_resamples: int = Field(default=100, ge=2, le=MAX_BOOTSTRAP_RESAMPLES)
+    nearest_neighbors: int = Field(default=3, ge=1, le=TEST_SET_SIZE - 1,
+                                   description="k of the k-NN manifolds of precision and recall.")
 
 
 class ReportParams(_Section):
@@ -151,6 +170,7 @@ class Params(_Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
+    classifier: ClassifierParams = ClassifierParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
     check: CheckParams = CheckParams()
@@ -200,6 +220,10 @@ def conflicting_params(params: Params) -> list[tuple[str, str]]:
         conflicts.append(("model.latent_dim", "1 has no latent plane for the conditional VAE's per-class manifolds; "
                                               "use model.latent_dim >= 2 or model.conditional: false"))
     evaluate = params.evaluate
+    if evaluate.nearest_neighbors >= evaluate.sample_count:  # a point's k-th neighbour among the others
+        conflicts.append(("evaluate.nearest_neighbors", (
+            f"{evaluate.nearest_neighbors} neighbours need more than evaluate.sample_count {evaluate.sample_count} "
+            f"points; use evaluate.nearest_neighbors <= {evaluate.sample_count - 1}")))
     samples = max(evaluate.elbo_samples, evaluate.is_samples)
     draws = evaluate.batch_size * samples * latent_dim
     if draws > MAX_LATENT_DRAWS:
