@@ -228,7 +228,8 @@ def test_stage_writes_metrics_and_per_class_and_adds_them_to_the_training_run(
     runs.write_run_ref(tmp_path / "run.json", run)
     metrics_file, per_class_file = tmp_path / "reports" / "metrics.json", tmp_path / "reports" / "per_class.csv"
     code = main(["--params", str(params), "--prepared", "prepared", "--model", "vae.keras", "--run", "run.json",
-                 "--classifier", "classifier.keras", "--metrics", str(metrics_file), "--per-class", str(per_class_file)])
+                 "--classifier", "classifier.keras", "--metrics", str(metrics_file),
+                 "--per-class", str(per_class_file)])
     assert code == 0
     metrics = json.loads(metrics_file.read_text())
     assert set(metrics) == {"test_loss", "test_reconstruction_loss", "test_kl_loss", "test_neg_elbo",

@@ -296,7 +296,8 @@ def test_flat_gives_every_param_by_dotted_key_in_json_form(tmp_path: Path) -> No
     assert flat["check.tolerances.test_neg_elbo.tolerance"] == 0.5
     assert flat["check.tolerances.test_neg_elbo.higher_is_better"] is False
     assert all(not isinstance(value, dict) for value in flat.values())
-    assert {key.split(".")[0] for key in flat} == {"data", "model", "train", "classifier", "evaluate", "report", "check"}
+    assert {key.split(".")[0] for key in flat} == {"data", "model", "train", "classifier", "evaluate", "report",
+                                                   "check"}
 
 
 def test_read_by_selects_whole_sections_and_single_keys() -> None:

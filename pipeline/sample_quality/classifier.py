@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+import pipeline.model  # noqa: F401  (TensorFlow loads there once, with its native start-up lines held back)
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import IMAGE_PIXELS, Params
 
