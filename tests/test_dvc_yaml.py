@@ -9,7 +9,7 @@ from helpers import REPO_ROOT, pipeline_imports
 from pipeline.core.params import STAGE_PARAMS
 
 STAGES = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-MAX_CODE_DEPS = 7
+MAX_CODE_DEPS = 8  # report: its module, the package init and six sub-packages
 
 
 def module_path(module: str) -> Path:

@@ -234,7 +234,7 @@ def test_stage_writes_metrics_and_per_class_and_adds_them_to_the_training_run(
     metrics = json.loads(metrics_file.read_text())
     assert set(metrics) == {"test_loss", "test_reconstruction_loss", "test_kl_loss", "test_neg_elbo",
                             "test_nll_is", "test_mse", "active_units", "sample_fid", "sample_fid_low",
-                            "sample_fid_high", "sample_precision", "sample_recall"}
+                            "sample_fid_high", "sample_precision", "sample_recall", "sample_coverage"}
     assert 0 <= metrics["sample_precision"] <= 1 and 0 <= metrics["sample_recall"] <= 1
     assert metrics["sample_fid_low"] < metrics["sample_fid_high"]
     assert metrics["test_nll_is"] <= metrics["test_neg_elbo"]

@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 
 from pipeline.sample_quality.frechet import bootstrap_interval, fid, frechet_distance, gaussian_moments
-from pipeline.sample_quality.manifold import knn_radii, precision_recall
+from pipeline.sample_quality.manifold import knn_radii, manifold_scores, precision_recall
 from pipeline.sample_quality.scores import LABEL_ACCURACY, pick_test_images, prior_samples, quantize, sample_metrics
 
 
@@ -89,8 +89,21 @@ def test_knn_radii_need_more_points_than_neighbours(k: int) -> None:
 def test_precision_and_recall_equal_the_reference_implementation(shift: float, scale: float, chunk: int) -> None:
     real, generated = gaussian_features(0, n=500), gaussian_features(1, n=400, shift=shift, scale=scale)
     reference = prdc.compute_prdc(real, generated, nearest_k=3)
-    assert precision_recall(real, generated, 3, chunk) == pytest.approx(
-        (reference["precision"], reference["recall"]), abs=1e-12)
+    assert manifold_scores(real, generated, 3, chunk) == pytest.approx(
+        (reference["precision"], reference["recall"], reference["coverage"]), abs=1e-12)
+
+
+def test_samples_on_a_thin_sheet_recall_nothing_yet_coverage_sees_how_much_they_span() -> None:
+    """Decoder means of a 2-D latent space lie on a sheet: their own k-NN balls are tiny, so recall is 0."""
+    real = gaussian_features(0, n=800, d=8)
+    sheet = np.zeros((800, 8))
+    sheet[:, :2] = np.random.default_rng(1).normal(size=(800, 2))
+    half_sheet = sheet.copy()
+    half_sheet[:, 0] = np.abs(half_sheet[:, 0])
+    _, recall, coverage = manifold_scores(real, sheet, 3)
+    _, _, half_coverage = manifold_scores(real, half_sheet, 3)
+    assert recall < 0.02 and coverage > 0.05
+    assert half_coverage < coverage
 
 
 def test_samples_squeezed_into_one_mode_are_precise_but_do_not_recall_the_data() -> None:
@@ -144,6 +157,7 @@ def test_label_accuracy_is_reported_only_for_samples_drawn_for_labels() -> None:
     unconditional = sample_metrics(real, generated, 3, 5, 0)
     assert LABEL_ACCURACY not in unconditional
     assert unconditional["sample_fid_low"] < unconditional["sample_fid_high"]
+    assert 0 <= unconditional["sample_coverage"] <= 1
     labels = np.arange(100) % 10
     classes = labels.copy()
     classes[:25] = (classes[:25] + 1) % 10

@@ -25,7 +25,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "train": ("data.dataset", "model", "train"),
     "classifier": ("data.dataset", "classifier"),
     "evaluate": ("data.dataset", "train.beta", "evaluate"),
-    "report": ("data", "model", "train", "evaluate", "report"),
+    "report": ("data", "model", "train", "evaluate", "report", "check"),
 }
 """The params each DVC stage reads, in pipeline order: dvc.yaml lists the same (a test checks), so a change
 reruns exactly the stages it affects. A key is ``section`` (all of it) or ``section.key``."""
@@ -118,6 +118,10 @@ class ReportParams(_Section):
     grid_size: int = Field(default=30, ge=2, le=100)
     grid_range: tuple[float, float] = (-3.0, 3.0)
     grid_dims: tuple[int, int] = Field(default=(0, 1), description="Unused when model.latent_dim is 1.")
+    manifold_range: Literal["data", "fixed"] = Field(
+        default="data", description="data: the percentile box of the test codes; fixed: grid_range.")
+    # Percentiles of the test codes' z_mean per plotted dimension; the manifold spans the box they make.
+    range_percentiles: tuple[float, float] = (1.0, 99.0)
     n_reconstructions: int = Field(default=10, ge=1, le=50)
     n_samples: int = Field(default=100, ge=1, le=400)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
@@ -128,6 +132,13 @@ class ReportParams(_Section):
         if not grid_range[0] < grid_range[1]:
             raise ValueError("must be [low, high] with low < high")
         return grid_range
+
+    @field_validator("range_percentiles")
+    @classmethod
+    def _percentiles(cls, percentiles: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= percentiles[0] < percentiles[1] <= 100.0:
+            raise ValueError("must be [low, high] with 0 <= low < high <= 100")
+        return percentiles
 
     @field_validator("grid_dims")
     @classmethod

@@ -25,6 +25,7 @@ SAMPLE_METRICS = {
     "sample_fid": "FID on the classifier's features, lower is better",
     "sample_precision": "share of samples inside the test images' k-NN manifold",
     "sample_recall": "share of test images inside the samples' k-NN manifold",
+    "sample_coverage": "share of test images whose k-NN ball holds a sample (Naeem et al. 2020)",
     "sample_label_accuracy": "share of samples the classifier calls the label they were drawn for",
 }
 

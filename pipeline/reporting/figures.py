@@ -258,3 +258,24 @@ def figure_png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, dpi=DPI, format="png")
     return buffer.getvalue()
+
+
+PER_CLASS_SIZE = (9.0, 4.5)
+
+
+def per_class_figure(rows: Sequence[tuple[str, float]]) -> Figure:
+    """Test −ELBO per class as horizontal bars, one class colour each, the value written at each bar's end."""
+    figure = new_figure(PER_CLASS_SIZE)
+    axes = figure.add_subplot()
+    names, values = [name for name, _ in rows], [value for _, value in rows]
+    cmap = class_colors(len(rows))
+    bars = axes.barh(range(len(rows)), values, color=[cmap(k) for k in range(len(rows))])
+    axes.bar_label(bars, labels=[f"{value:.1f}" for value in values], padding=3, fontsize="small")
+    axes.set_yticks(range(len(rows)), names)
+    axes.invert_yaxis()
+    axes.set_xlim(0, max(values, default=1.0) * 1.12)
+    axes.set_xlabel("test −ELBO, nats per image (lower is better)")
+    axes.set_ylabel("class")
+    axes.set_title("Test −ELBO by class")
+    axes.grid(True, axis="x", linewidth=0.3, alpha=0.5)
+    return figure

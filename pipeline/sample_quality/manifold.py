@@ -1,10 +1,12 @@
-"""Improved precision and recall of generated samples (Kynkäänniemi et al. 2019), on feature vectors.
+"""Improved precision and recall of generated samples (Kynkäänniemi et al. 2019), and coverage, on feature vectors.
 
 Each set's manifold is the union of balls around its points, each ball reaching the point's k-th nearest
 neighbour within its own set. Precision is the share of generated points inside the real manifold (are the
 samples realistic?); recall the share of real points inside the generated manifold (do the samples cover
-the data?). Both are in [0, 1], higher is better. Distances are Euclidean and computed in row chunks, so
-memory stays at ``chunk × n`` floats rather than n².
+the data?). Recall trusts the generated set's own balls, which shrink to nothing when the samples lie on a
+thin sheet, as the decoder means of a 2-D latent space do; coverage (Naeem et al. 2020) asks instead what
+share of the real balls hold at least one sample, which only real points define. All are in [0, 1], higher
+is better. Distances are Euclidean and computed in row chunks, so memory stays at ``chunk × n`` floats.
 """
 
 import numpy as np
@@ -36,14 +38,23 @@ def knn_radii(features: np.ndarray, k: int, chunk: int = CHUNK_ROWS) -> np.ndarr
 
 def precision_recall(real: np.ndarray, generated: np.ndarray, k: int, chunk: int = CHUNK_ROWS) -> tuple[float, float]:
     """``(precision, recall)`` of ``generated`` (m, d) against ``real`` (n, d), each with k-NN balls of its own set."""
+    precision, recall, _ = manifold_scores(real, generated, k, chunk)
+    return precision, recall
+
+
+def manifold_scores(real: np.ndarray, generated: np.ndarray, k: int,
+                    chunk: int = CHUNK_ROWS) -> tuple[float, float, float]:
+    """``(precision, recall, coverage)`` of ``generated`` (m, d) against ``real`` (n, d), in one pass."""
     real = np.asarray(real, dtype=np.float64)
     generated = np.asarray(generated, dtype=np.float64)
     real_radii, generated_radii = knn_radii(real, k, chunk), knn_radii(generated, k, chunk)
     real_norms = np.einsum("ij,ij->i", real, real)
     realistic = np.zeros(len(generated), dtype=bool)   # generated point inside some real ball
     covered = np.zeros(len(real), dtype=bool)          # real point inside some generated ball
+    nearest = np.full(len(real), np.inf)               # each real point's nearest sample, squared
     for start in range(0, len(generated), chunk):
         distances = _squared_distances(generated[start : start + chunk], real, real_norms)
         realistic[start : start + chunk] = np.any(distances <= real_radii[None, :], axis=1)
         covered |= np.any(distances <= generated_radii[start : start + chunk, None], axis=0)
-    return float(realistic.mean()), float(covered.mean())
+        nearest = np.minimum(nearest, distances.min(axis=0))
+    return float(realistic.mean()), float(covered.mean()), float(np.mean(nearest < real_radii))

@@ -15,12 +15,13 @@ from collections.abc import Callable
 import numpy as np
 
 from pipeline.sample_quality.frechet import bootstrap_interval, fid
-from pipeline.sample_quality.manifold import precision_recall
+from pipeline.sample_quality.manifold import manifold_scores
 
 SAMPLE_STREAM, PICK_STREAM, BOOTSTRAP_STREAM = 2, 3, 4
 """Seed streams ``(evaluate.seed, stream)``; 0 and 1 are the likelihood estimates'."""
 GREY_LEVELS = 255
-METRIC_NAMES = ("sample_fid", "sample_fid_low", "sample_fid_high", "sample_precision", "sample_recall")
+METRIC_NAMES = ("sample_fid", "sample_fid_low", "sample_fid_high", "sample_precision", "sample_recall",
+                "sample_coverage")
 LABEL_ACCURACY = "sample_label_accuracy"
 
 DecodeFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
@@ -54,16 +55,16 @@ def prior_samples(decode: DecodeFn, count: int, latent_dim: int, seed: int,
 def sample_metrics(test_features: np.ndarray, sample_features: np.ndarray, nearest_neighbors: int,
                    bootstrap_resamples: int, seed: int, sample_classes: np.ndarray | None = None,
                    sample_labels: np.ndarray | None = None) -> dict[str, float]:
-    """FID with its 95 % bootstrap interval, precision and recall of the samples' features against the test
-    images'; with ``sample_labels`` (the labels the samples were drawn for) and ``sample_classes`` (what the
+    """FID with its 95 % bootstrap interval, precision, recall and coverage of the samples' features against the
+    test images'; with ``sample_labels`` (the labels the samples were drawn for) and ``sample_classes`` (what the
     classifier calls them), also ``sample_label_accuracy``.
 
     FID is in squared feature units, lower is better; the others are shares in [0, 1], higher is better.
     """
     low, high = bootstrap_interval(test_features, sample_features, bootstrap_resamples,
                                    np.random.default_rng([seed, BOOTSTRAP_STREAM]))
-    precision, recall = precision_recall(test_features, sample_features, nearest_neighbors)
-    metrics = dict(zip(METRIC_NAMES, (fid(test_features, sample_features), low, high, precision, recall),
+    precision, recall, coverage = manifold_scores(test_features, sample_features, nearest_neighbors)
+    metrics = dict(zip(METRIC_NAMES, (fid(test_features, sample_features), low, high, precision, recall, coverage),
                        strict=True))
     if sample_labels is not None and sample_classes is not None:
         metrics[LABEL_ACCURACY] = float(np.mean(sample_classes == sample_labels))
