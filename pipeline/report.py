@@ -37,7 +37,7 @@ from pipeline.reporting.captions import CAPTIONS, CAPTIONS_1D, CONDITIONAL_CAPTI
 from pipeline.reporting.evidence import EvidenceSources, gather_evidence
 from pipeline.reporting.explorer import DecoderWeights, render_explorer
 from pipeline.reporting.html_page import ReportImage, render_html
-from pipeline.reporting.page_sections import Evidence
+from pipeline.reporting.page_sections import Evidence, class_picker_html
 
 HTML_FILE = "index.html"
 EXPLORER_FILE = "explorer.html"
@@ -101,17 +101,6 @@ def check_grid_dims(settings: ReportParams, latent_dim: int) -> None:
                           f"{latent_dim} latent dimensions; retrain or change params")
 
 
-def manifold_range(settings: ReportParams, z_mean: np.ndarray) -> tuple[float, float]:
-    """The z range the manifold spans: ``grid_range`` when fixed, else the smallest square box holding the
-    ``range_percentiles`` of the test codes in each plotted dimension (z₁ alone for a 1-D latent space), so the
-    digits the encoder uses all show and the tiles keep their aspect."""
-    if settings.manifold_range == "fixed" or not len(z_mean):
-        return settings.grid_range
-    dims = [0] if z_mean.shape[1] == 1 else list(settings.grid_dims)
-    low, high = np.percentile(np.asarray(z_mean, np.float64)[:, dims], settings.range_percentiles, axis=0)
-    return (float(np.min(low)), float(np.max(high))) if np.max(high) > np.min(low) else settings.grid_range
-
-
 def draw_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, z_mean: np.ndarray,
                  y_test: np.ndarray, class_names: Sequence[str],
                  history: Mapping[str, Sequence[float]]) -> dict[str, Figure]:
@@ -120,7 +109,7 @@ def draw_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, z
     A 1-D latent space gets a strip along z₁ and a histogram by class instead of the grid and the scatter;
     a conditional VAE gets its own figures under the same names. The manifold spans ``manifold_range``.
     """
-    settings = settings.model_copy(update={"grid_range": manifold_range(settings, z_mean)})
+    settings = settings.model_copy(update={"grid_range": figures.manifold_range(settings, z_mean)})
     if vae.num_classes:
         return {**draw_conditional_figures(settings, vae, x_test, z_mean, y_test, class_names),
                 "learning_curves.png": figures.learning_curves_figure(history)}
@@ -192,7 +181,10 @@ def render_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: 
     if evidence.per_class_rows:
         pngs[PER_CLASS_FIGURE] = figures.figure_png(figures.per_class_figure(evidence.per_class_rows))
     explorer = render_explorer_page(params, vae, z_mean, y_test, class_names)
-    index = render_index(params, vae, pngs, metrics, run_id, evidence)
+    pickers = [class_picker_html(conditional_figures.one_class_manifold_pngs(
+        vae.decode, params.report, figures.manifold_range(params.report, z_mean), vae.latent_dim, class_names))
+    ] if vae.num_classes else []
+    index = render_index(params, vae, pngs, metrics, run_id, evidence, pickers)
     card = {MODEL_CARD_FILE: evidence.model_card.encode("utf-8")} if evidence.model_card else {}
     return {**pngs, EXPLORER_FILE: explorer.encode("utf-8"), HTML_FILE: index.encode("utf-8"), **card}
 
@@ -206,13 +198,14 @@ def render_figures(params: Params, vae: LatentCodec, x_test: np.ndarray, z_mean:
 
 
 def render_index(params: Params, vae: LatentCodec, pngs: Mapping[str, bytes], metrics: Mapping[str, object],
-                 run_id: str, evidence: Evidence | None = None) -> str:
+                 run_id: str, evidence: Evidence | None = None, extra_figures: Sequence[str] = ()) -> str:
     """``index.html``: the model's kind, the metrics, the baseline deltas, ``pngs`` with their captions, the report's
     params and the model card."""
     texts = captions(vae.latent_dim, bool(vae.num_classes))
     return render_html(params.data.dataset, run_id, metrics, params.read_by("report"),
                        [ReportImage(name, png, texts[name]) for name, png in pngs.items()], explorer=EXPLORER_FILE,
-                       kind=model_kind(vae.num_classes), num_classes=vae.num_classes, evidence=evidence)
+                       kind=model_kind(vae.num_classes), num_classes=vae.num_classes, evidence=evidence,
+                       extra_figures=extra_figures)
 
 
 def render_explorer_page(params: Params, vae: LatentCodec, z_mean: np.ndarray, labels: np.ndarray,

@@ -141,7 +141,8 @@ def fake_vae(latent_dim: int = 2, seed: int = 0) -> LinearCodec:
 def small_params(latent_dim: int = 2, grid_dims: tuple[int, int] = (0, 1)) -> Params:
     return parse_params({
         "model": {"latent_dim": latent_dim},
-        "report": {"grid_size": 6, "grid_dims": list(grid_dims), "n_reconstructions": 5, "n_samples": 10},
+        "report": {"grid_size": 6, "grid_dims": list(grid_dims), "n_reconstructions": 5, "n_samples": 10,
+                   "manifold_range": "fixed"},
     })
 
 

@@ -4,9 +4,10 @@ Each is HTML for ``html_page.render_html``, built from plain values, every piece
 card's Markdown is rendered by markdown-it-py (CommonMark with tables), its front matter shown as a block.
 """
 
+import base64
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from markdown_it import MarkdownIt
@@ -90,3 +91,18 @@ def _restore_anchors(rendered: str) -> str:
         safe = "".join(char for char in anchor if char.isalnum() or char == "-")
         restored.append(f'<a id="{safe}"></a>{rest}')
     return "".join(restored)
+
+
+def class_picker_html(pngs: Mapping[str, bytes]) -> str:
+    """One full-size image per class, one shown at a time, picked by radio buttons (CSS only, no script)."""
+    keys = [f"class-{index}" for index in range(len(pngs))]
+    radios = [f'<input type="radio" name="class-picker" id="{key}"{" checked" if index == 0 else ""}>'
+              f'<label for="{key}">{html.escape(name)}</label>'
+              for index, (key, name) in enumerate(zip(keys, pngs, strict=True))]
+    images = [f'<img class="one-class" id="{key}-image" alt="manifold of class {html.escape(name)}" '
+              f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+              for key, (name, png) in zip(keys, pngs.items(), strict=True)]
+    rules = " ".join(f"#{key}:checked ~ #{key}-image {{ display: block; }}" for key in keys)
+    return (f'<figure id="class-manifolds"><style>#class-manifolds img.one-class {{ display: none; }} {rules}</style>'
+            f'{"".join(radios)}{"".join(images)}<figcaption>One class at a time: the conditional decoder\'s manifold '
+            "for the picked label at full size, over the same latent range as the figure above.</figcaption></figure>")
