@@ -64,6 +64,16 @@ def test_bootstrap_interval_is_ordered_reproducible_and_near_the_estimate() -> N
     assert low - 0.5 < fid(a, b) < high + 0.5
 
 
+def test_block_bootstrap_spreads_like_resampling_single_rows() -> None:
+    """Blocks of independent rows are independent: the interval's width matches the row-by-row bootstrap's."""
+    a, b = gaussian_features(0, n=2000), gaussian_features(1, n=2000, shift=0.3)
+    rng = np.random.default_rng(5)
+    rows = [fid(a[rng.integers(0, 2000, 2000)], b[rng.integers(0, 2000, 2000)]) for _ in range(200)]
+    row_width = np.subtract(*np.percentile(rows, [97.5, 2.5]))
+    low, high = bootstrap_interval(a, b, 200, np.random.default_rng(6))
+    assert 0.7 * row_width < high - low < 1.3 * row_width
+
+
 def test_bootstrap_interval_narrows_with_more_images() -> None:
     few = bootstrap_interval(gaussian_features(0, n=200), gaussian_features(1, n=200, shift=0.5), 40,
                              np.random.default_rng(0))
