@@ -6,8 +6,8 @@ layer, the analogue of Inception-v3's pool features in FID (Heusel et al. 2017):
 logits, so it describes what the network needs to tell classes apart without collapsing onto the class.
 
 It trains with Keras' ``fit`` (Adam, the rate decayed linearly to 0). An XLA-compiled epoch loop like the
-VAE's (``pipeline.model.trainer``) was measured 20–40 × slower here, since XLA's CPU convolutions do not use
-oneDNN (``benchmarks/classifier_speed.py``).
+VAE's (``pipeline.model.trainer``) cost six times ``fit``'s CPU here, since XLA's CPU convolutions do not use
+oneDNN; a graph-mode loop without XLA would save about a quarter (``benchmarks/classifier_speed.py``).
 """
 
 from collections.abc import Callable
