@@ -38,6 +38,7 @@ from pipeline.gate.baseline import (
 )
 from pipeline.gate.comparison import Row, compare_metrics, failure_summary, format_report
 from pipeline.gate.params_diff import changed_summary, compare_params, format_params_diff
+from pipeline.gate.summary import RunLink, Side, pull_request_report
 
 if TYPE_CHECKING:
     from pipeline.tracking.runs import RunRef
@@ -88,7 +89,11 @@ def _run(args: argparse.Namespace) -> None:
     report = f"{format_report(rows, str(args.metrics), baseline_label, note)}\n{format_params_diff(params)}"
     print(report)
     if args.summary:
-        append_summary(args.summary, report)
+        new_side = Side(str(args.metrics), RunLink.from_run_file(args.run), args.figures_url)
+        old_run = RunLink.from_run_file(args.baseline_run) if args.baseline_run else None
+        figures = sorted(path.name for path in Path(args.metrics).parent.glob("*.png"))
+        append_summary(args.summary, pull_request_report(rows, params, baseline, new, Side(baseline_label, old_run,
+                                                         args.baseline_figures_url), new_side, figures, change))
     if any(row.failed for row in rows):
         raise RegressionError(f"gate failed against {baseline_label}: {failure_summary(rows)}"
                               f"{changed_summary(params)}")
@@ -134,7 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline-params", type=Path,
                         help="the baseline's params file, to list the params that changed when --baseline is a "
                              "file (with a revision, the params file committed there is used)")
-    parser.add_argument("--summary", type=Path, help="also append the table here, e.g. $GITHUB_STEP_SUMMARY")
+    parser.add_argument("--summary", type=Path,
+                        help="also append the pull-request report (Markdown: verdict, params, every metric, sample "
+                             "metrics, figures, MLflow runs) here, e.g. $GITHUB_STEP_SUMMARY; see docs/evidence.md")
+    parser.add_argument("--figures-url",
+                        help="with --summary: the URL folder where the new side's PNGs (those beside --metrics) are "
+                             "published, so the report can show them")
+    parser.add_argument("--baseline-figures-url", help="with --summary: the same for the baseline's PNGs")
+    parser.add_argument("--baseline-run", type=Path,
+                        help="with --summary: the baseline's run.json, to link its MLflow run")
     parser.add_argument("--model-kind", type=Path,
                         help=f"which model produced --metrics; at a git --baseline, its committed copy tells the "
                              f"baseline's (default: {MODEL_KIND_FILE.name} beside --metrics; absent means the "
@@ -148,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="when the gate passes, register the run's encoder and decoder in the MLflow Model "
                              "Registry (params check.registered_models) and move their alias champion")
     parser.add_argument("--run", type=Path, default=RUN_FILE,
-                        help=f"with --promote: the JSON naming the training run (default: {RUN_FILE})")
+                        help=f"the JSON naming the training run, promoted with --promote and linked by --summary "
+                             f"(default: {RUN_FILE})")
     return run_stage("check", _run, parser, argv)
 
 

@@ -1,7 +1,9 @@
-"""Stage ``report``: figures of the trained VAE and a one-page HTML report, added to the MLflow run.
+"""Stage ``report``: figures of the trained VAE, a one-page HTML report and the model card, added to the MLflow run.
 
-Params are validated and the inputs read before Keras (on ``train.backend``) is imported, so a bad value or a
-missing file fails before any model work starts.
+The page also shows the gate's deltas against the metrics committed at git HEAD, the per-class −ELBO as a bar
+chart, and the model card (``pipeline.reporting.model_card``), which goes to each logged model too. Params are
+validated and the inputs read before Keras (on ``train.backend``) is imported, so a bad value or a missing file
+fails before any model work starts.
 """
 
 import argparse
@@ -22,47 +24,28 @@ from pipeline.core.cli import add_model_paths, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
 from pipeline.core.model_kind import model_kind
 from pipeline.core.params import Params, ReportParams, load_params
-from pipeline.core.paths import METRICS_FILE, REPORTS_DIR, TRAIN_HISTORY_FILE
+from pipeline.core.paths import (
+    CLASSIFIER_METRICS_FILE,
+    DATA_STATS_FILE,
+    METRICS_FILE,
+    PER_CLASS_FILE,
+    REPORTS_DIR,
+    TRAIN_HISTORY_FILE,
+)
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
 from pipeline.reporting import conditional_figures, figures
+from pipeline.reporting.captions import CAPTIONS, CAPTIONS_1D, CONDITIONAL_CAPTIONS, captions
+from pipeline.reporting.evidence import EvidenceSources, gather_evidence
 from pipeline.reporting.explorer import DecoderWeights, render_explorer
 from pipeline.reporting.html_page import ReportImage, render_html
+from pipeline.reporting.page_sections import Evidence, class_picker_html
 
 HTML_FILE = "index.html"
 EXPLORER_FILE = "explorer.html"
-CAPTIONS = {
-    "manifold.png": "The decoder's mean image at each point of a regular latent grid.",
-    "latent_scatter.png": "Where the encoder puts each test image (z_mean), coloured by its label.",
-    "reconstructions.png": "Test images and the decoder mean at their z_mean.",
-    "samples.png": "Decoder means for random latent points drawn from the prior.",
-    "learning_curves.png": "Per-epoch losses from the train stage; training values are means over each epoch.",
-}
-CAPTIONS_1D = {  # a 1-D latent space has no plane to grid or scatter: report.grid_dims is not used
-    **CAPTIONS,
-    "manifold.png": "The decoder's mean image at evenly spaced points along the one latent dimension z₁.",
-    "latent_scatter.png": "How the encoder spreads the test images (z_mean) along z₁, stacked by label.",
-}
-
-CONDITIONAL_CAPTIONS = {
-    **CAPTIONS,
-    "manifold.png": "The conditional decoder's mean image over one regular latent grid, once per label: "
-                    "z carries the style, the label the class.",
-    "latent_scatter.png": "Where the conditional encoder puts each test image (z_mean), coloured by its label; "
-                          "the encoder is given the label, so z need not separate the classes and they mix.",
-    "reconstructions.png": "Same style, every class: each test image's z_mean decoded under every label; "
-                           "the row of its own label is its reconstruction.",
-    "samples.png": "Latent points drawn from the prior N(0, I), each decoded under every label.",
-}
-
-
-def captions(latent_dim: int, conditional: bool = False) -> dict[str, str]:
-    """The sentence under each figure, for a model of ``latent_dim`` latent dimensions, conditional or not."""
-    if conditional:
-        return CONDITIONAL_CAPTIONS
-    return CAPTIONS_1D if latent_dim == 1 else CAPTIONS
-
-
+MODEL_CARD_FILE = "model_card.md"
+PER_CLASS_FIGURE = "per_class.png"
+__all__ = ["CAPTIONS", "CAPTIONS_1D", "CONDITIONAL_CAPTIONS", "captions"]  # re-exported: the page's captions
 class ReportError(PipelineError):
     """An input of the report is missing or does not fit the model."""
 
@@ -126,8 +109,9 @@ def draw_figures(settings: ReportParams, vae: LatentCodec, x_test: np.ndarray, z
     """Every figure of the report, keyed by its file name; ``z_mean`` (n, latent_dim) is ``x_test``'s.
 
     A 1-D latent space gets a strip along z₁ and a histogram by class instead of the grid and the scatter;
-    a conditional VAE gets its own figures under the same names.
+    a conditional VAE gets its own figures under the same names. The manifold spans ``manifold_range``.
     """
+    settings = settings.model_copy(update={"grid_range": figures.manifold_range(settings, z_mean)})
     if vae.num_classes:
         return {**draw_conditional_figures(settings, vae, x_test, z_mean, y_test, class_names),
                 "learning_curves.png": figures.learning_curves_figure(history)}
@@ -185,18 +169,26 @@ def draw_conditional_figures(settings: ReportParams, vae: LatentCodec, x_test: n
 
 def render_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
                   history: Mapping[str, Sequence[float]], metrics: Mapping[str, object],
-                  run_id: str) -> dict[str, bytes]:
-    """Every file of the report in memory, file name → bytes: the PNGs, ``explorer.html``, ``index.html``.
+                  run_id: str, evidence: Evidence | None = None) -> dict[str, bytes]:
+    """Every file of the report in memory, file name → bytes: the PNGs, ``explorer.html``, ``index.html`` and,
+    with ``evidence`` holding one, ``model_card.md`` (and ``per_class.png`` with its per-class rows).
 
     Nothing is written, so an error (``ReportError``) leaves the previous report whole.
     """
     check_grid_dims(params.report, vae.latent_dim)
+    evidence = evidence or Evidence()
     class_names = DATASETS[params.data.dataset].class_names
     z_mean = vae.encode_mean(x_test, y_test if vae.num_classes else None)
     pngs = render_figures(params, vae, x_test, z_mean, y_test, history)
+    if evidence.per_class_rows:
+        pngs[PER_CLASS_FIGURE] = figures.figure_png(figures.per_class_figure(evidence.per_class_rows))
     explorer = render_explorer_page(params, vae, z_mean, y_test, class_names)
-    index = render_index(params, vae, pngs, metrics, run_id)
-    return {**pngs, EXPLORER_FILE: explorer.encode("utf-8"), HTML_FILE: index.encode("utf-8")}
+    pickers = [class_picker_html(conditional_figures.one_class_manifold_pngs(
+        vae.decode, params.report, figures.manifold_range(params.report, z_mean), vae.latent_dim, class_names))
+    ] if vae.num_classes else []
+    index = render_index(params, vae, pngs, metrics, run_id, evidence, pickers)
+    card = {MODEL_CARD_FILE: evidence.model_card.encode("utf-8")} if evidence.model_card else {}
+    return {**pngs, EXPLORER_FILE: explorer.encode("utf-8"), HTML_FILE: index.encode("utf-8"), **card}
 
 
 def render_figures(params: Params, vae: LatentCodec, x_test: np.ndarray, z_mean: np.ndarray, y_test: np.ndarray,
@@ -210,12 +202,14 @@ def render_figures(params: Params, vae: LatentCodec, x_test: np.ndarray, z_mean:
 
 
 def render_index(params: Params, vae: LatentCodec, pngs: Mapping[str, bytes], metrics: Mapping[str, object],
-                 run_id: str) -> str:
-    """``index.html``: the model's kind, the metrics, ``pngs`` with their captions, the report's params."""
+                 run_id: str, evidence: Evidence | None = None, extra_figures: Sequence[str] = ()) -> str:
+    """``index.html``: the model's kind, the metrics, the baseline deltas, ``pngs`` with their captions, the report's
+    params and the model card."""
     texts = captions(vae.latent_dim, bool(vae.num_classes))
     return render_html(params.data.dataset, run_id, metrics, params.read_by("report"),
                        [ReportImage(name, png, texts[name]) for name, png in pngs.items()], explorer=EXPLORER_FILE,
-                       kind=model_kind(vae.num_classes), num_classes=vae.num_classes)
+                       kind=model_kind(vae.num_classes), num_classes=vae.num_classes, evidence=evidence,
+                       extra_figures=extra_figures)
 
 
 def render_explorer_page(params: Params, vae: LatentCodec, z_mean: np.ndarray, labels: np.ndarray,
@@ -243,34 +237,40 @@ def write_files(out: Path, files: Mapping[str, bytes]) -> list[Path]:
 
 def write_report(params: Params, vae: LatentCodec, x_test: np.ndarray, y_test: np.ndarray,
                  history: Mapping[str, Sequence[float]], metrics: Mapping[str, object], run_id: str,
-                 out: Path) -> list[Path]:
+                 out: Path, evidence: Evidence | None = None) -> list[Path]:
     """Render every file of the report, then write them into ``out``; return their paths."""
-    return write_files(out, render_report(params, vae, x_test, y_test, history, metrics, run_id))
+    return write_files(out, render_report(params, vae, x_test, y_test, history, metrics, run_id, evidence))
 
 
 def report(params: Params, prepared: Path, model_file: Path, run_file: Path, metrics_file: Path,
-           history_file: Path, out: Path) -> list[Path]:
-    """The stage: read every input, draw, write, then add the files to the training run.
+           history_file: Path, out: Path, sources: EvidenceSources | None = None) -> list[Path]:
+    """The stage: read every input, draw, write, then add the files to the training run and the card to its
+    logged models.
 
     Keras runs on ``train.backend`` (``pipeline.core.backend``), as it did in the train stage."""
     select_backend(params.train.backend)
     history = read_history(history_file)
     metrics = read_metrics(metrics_file)
     x_test, y_test = load_split(prepared, "test")
-    from pipeline.tracking import runs  # MLflow loads here, after params and inputs are checked
+    from pipeline.tracking import logged_models, runs  # MLflow loads here, after params and inputs are checked
 
     ref = runs.open_training_run(run_file)
     from pipeline.model.loading import load_trained_vae  # Keras loads here, once the run is known
 
-    written = write_report(params, load_trained_vae(model_file), x_test, y_test, history, metrics,
-                           ref.run_id, out)
+    vae = load_trained_vae(model_file)
+    evidence = gather_evidence(params, sources or EvidenceSources(), ref, metrics_file, metrics, vae.num_classes,
+                               vae.latent_dim, len(x_test))
+    written = write_report(params, vae, x_test, y_test, history, metrics, ref.run_id, out, evidence)
     runs.log_results(ref, {}, artifacts=written, settings=params.section("report"))
+    if evidence.model_card:
+        logged_models.attach_file(ref.models, out / MODEL_CARD_FILE)
     return written
 
 
 def _run(args: argparse.Namespace) -> None:
+    sources = EvidenceSources(args.per_class, args.classifier_metrics, args.data_stats, args.lock)
     written = report(load_params(args.params), args.prepared, args.model, args.run, args.metrics, args.history,
-                     args.out)
+                     args.out, sources)
     pages = ", ".join(str(path) for path in written if path.suffix == ".html")
     print(f"report: {pages} ({len(written)} files)")
 
@@ -282,7 +282,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics", type=Path, default=METRICS_FILE, help="metrics.json from evaluate")
     parser.add_argument("--history", type=Path, default=TRAIN_HISTORY_FILE, help="per-epoch CSV from train")
     parser.add_argument("--out", type=Path, default=REPORTS_DIR,
-                        help="folder for the PNGs, explorer.html and index.html")
+                        help="folder for the PNGs, explorer.html, index.html and model_card.md")
+    parser.add_argument("--per-class", type=Path, default=PER_CLASS_FILE, help="per-class CSV from evaluate")
+    parser.add_argument("--classifier-metrics", type=Path, default=CLASSIFIER_METRICS_FILE,
+                        help="the classifier stage's test accuracy, for the model card")
+    parser.add_argument("--data-stats", type=Path, default=DATA_STATS_FILE, help="prepare's data statistics")
+    parser.add_argument("--lock", type=Path, default=Path("dvc.lock"),
+                        help="DVC's record of each stage's digests and params, for the model card")
     return run_stage("report", _run, parser, argv)
 
 

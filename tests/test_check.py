@@ -212,7 +212,9 @@ def test_main_passes_against_baseline_file_and_appends_summary(
     assert code == 0
     assert "| test_neg_elbo | 150 | 150.5 | +0.5 | rise <= 1 | ok |" in out
     assert "**Gate passed:** 2 gated metric(s) within tolerance." in out
-    assert summary.read_text() == "earlier step\n" + out
+    written = summary.read_text()
+    assert written.startswith("earlier step\n<!-- vae-pipeline gate report -->\n## ✅ Gate passed\n")
+    assert "| `test_neg_elbo` | 150.0000 | 150.5000 | +0.5000 | rise ≤ 1.0000 | ✅ ok |" in written
 
 
 def test_main_fails_on_nan_in_new_file_with_table_and_one_line_reason(

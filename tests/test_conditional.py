@@ -224,19 +224,26 @@ def test_stages_train_evaluate_and_report_a_conditional_vae_and_say_so(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline import evaluate, report
+    from pipeline import classifier, evaluate, report
 
-    write_project(tmp_path, model={"conditional": True}, train={"experiment": "cvae-stage-test"},
-                  evaluate={"elbo_samples": 2, "is_samples": 8, "batch_size": 100, "seed": 0},
+    # 30 epochs of 6 steps: an encoder trained for 2 is 17 nats from the posterior, which evaluate refuses
+    write_project(tmp_path, model={"conditional": True}, train={"experiment": "cvae-stage-test", "epochs": 30},
+                  classifier={"epochs": 1, "batch_size": 100},
+                  evaluate={"elbo_samples": 2, "is_samples": 8, "batch_size": 100, "seed": 0, "sample_count": 200,
+                            "bootstrap_resamples": 5},
                   report={"grid_size": 4, "n_samples": 20, "n_reconstructions": 3})
     code, stderr = run_in(tmp_path, empty_store, monkeypatch)
     assert code == 0, stderr
+    assert classifier.main(["--params", "params.yaml"]) == 0
     assert evaluate.main(["--params", "params.yaml"]) == 0
     assert report.main(["--params", "params.yaml"]) == 0
 
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     assert set(metrics) == {"test_loss", "test_reconstruction_loss", "test_kl_loss", "test_neg_elbo",
-                            "test_nll_is", "test_mse", "active_units"}
+                            "test_nll_is", "test_mse", "active_units", "sample_fid", "sample_fid_low",
+                            "sample_fid_high", "sample_precision", "sample_recall", "sample_coverage",
+                            "sample_label_accuracy"}
+    assert 0.0 <= metrics["sample_label_accuracy"] <= 1.0
     assert json.loads((tmp_path / "reports" / "model.json").read_text()) == {
         "kind": "cvae", "likelihood": "p(x|y)", "num_classes": 10}
     run_id = json.loads((tmp_path / "models" / "run.json").read_text())["run_id"]

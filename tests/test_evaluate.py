@@ -21,6 +21,7 @@ from pipeline.model.likelihood import (
 )
 from pipeline.model.loading import TrainedVae
 from pipeline.model.vae import IMAGE_PIXELS, build_vae
+from pipeline.sample_quality.classifier import build_classifier
 from pipeline.tracking import runs
 
 LATENT, HIDDEN = 2, 8
@@ -166,12 +167,35 @@ def test_metrics_take_the_training_beta_and_a_broken_bound_or_nan_fails() -> Non
     reconstruction, kl = metrics["test_reconstruction_loss"], metrics["test_kl_loss"]
     assert metrics["test_loss"] == pytest.approx(reconstruction + 0.25 * kl)
     assert metrics["test_neg_elbo"] == pytest.approx(reconstruction + kl)
-    check_metrics(metrics, scores.neg_elbo - scores.nll_is)
+    untrained_allowance = 20  # latent dims: this untrained encoder's gap (~32 nats) is not what is tested here
+    check_metrics(metrics, scores.neg_elbo - scores.nll_is, untrained_allowance)
     gap = np.full(100, 0.5) + np.tile([-0.01, 0.01], 50)
     with pytest.raises(MetricsError, match="importance-sampling bound"):
-        check_metrics(metrics | {"test_nll_is": metrics["test_neg_elbo"] + 0.5}, -gap)
+        check_metrics(metrics | {"test_nll_is": metrics["test_neg_elbo"] + 0.5}, -gap, LATENT)
     with pytest.raises(MetricsError, match="test_mse=nan"):
-        check_metrics(metrics | {"test_mse": float("nan")}, gap)
+        check_metrics(metrics | {"test_mse": float("nan")}, gap, LATENT)
+
+
+GAP_METRICS = {"test_neg_elbo": 166.0, "test_mse": 0.05}
+STEADY_GAP = np.tile([-0.01, 0.01], 50)
+"""A per-image gap whose Monte Carlo slack is negligible, so only the allowance decides."""
+
+
+@pytest.mark.parametrize(("gap", "latent_dim"), [(1.6, 2), (4.99, 2), (24.9, 10), (0.0, 1)])
+def test_an_elbo_is_gap_within_the_latent_sizes_allowance_passes(gap: float, latent_dim: int) -> None:
+    check_metrics(GAP_METRICS | {"test_nll_is": 166.0 - gap}, STEADY_GAP + gap, latent_dim)
+
+
+@pytest.mark.parametrize(("gap", "latent_dim", "allowed"), [(5.2, 2, "5"), (40.0, 2, "5"), (3.0, 1, "2.5"),
+                                                            (26.0, 10, "25")])
+def test_an_elbo_is_gap_beyond_the_latent_sizes_allowance_fails_naming_both_numbers(
+        gap: float, latent_dim: int, allowed: str) -> None:
+    nll = 166.0 - gap
+    with pytest.raises(MetricsError) as failure:
+        check_metrics(GAP_METRICS | {"test_nll_is": nll}, STEADY_GAP + gap, latent_dim)
+    message = str(failure.value)
+    assert f"test_neg_elbo 166.0000 exceeds test_nll_is {nll:.4f}" in message
+    assert f"more than the {allowed} nats a {latent_dim}-dimensional latent space allows" in message
 
 
 def test_per_class_csv_has_one_row_per_present_class_with_its_name_count_and_mean() -> None:
@@ -194,19 +218,25 @@ def test_stage_writes_metrics_and_per_class_and_adds_them_to_the_training_run(
     labels = (np.arange(30) % 10).astype(np.uint8)
     save_split(tmp_path / "prepared", "test", images(30), labels)
     tiny_vae().save(tmp_path / "vae.keras")
+    build_classifier(10).save(tmp_path / "classifier.keras")  # untrained: the metrics need its features only
     params = tmp_path / "params.yaml"
     params.write_text("model: {latent_dim: 2, intermediate_dim: 8}\ntrain: {beta: 0.5}\n"
-                      "evaluate: {elbo_samples: 2, is_samples: 8, batch_size: 16, seed: 0}\n")
+                      "evaluate: {elbo_samples: 2, is_samples: 8, batch_size: 16, seed: 0, sample_count: 30,"
+                      " bootstrap_resamples: 4}\n")
     with runs.training_run("evaluate-test", {"model.latent_dim": 2}, {}) as run:
         pass
     runs.write_run_ref(tmp_path / "run.json", run)
     metrics_file, per_class_file = tmp_path / "reports" / "metrics.json", tmp_path / "reports" / "per_class.csv"
     code = main(["--params", str(params), "--prepared", "prepared", "--model", "vae.keras", "--run", "run.json",
-                 "--metrics", str(metrics_file), "--per-class", str(per_class_file)])
+                 "--classifier", "classifier.keras", "--metrics", str(metrics_file),
+                 "--per-class", str(per_class_file)])
     assert code == 0
     metrics = json.loads(metrics_file.read_text())
     assert set(metrics) == {"test_loss", "test_reconstruction_loss", "test_kl_loss", "test_neg_elbo",
-                            "test_nll_is", "test_mse", "active_units"}
+                            "test_nll_is", "test_mse", "active_units", "sample_fid", "sample_fid_low",
+                            "sample_fid_high", "sample_precision", "sample_recall", "sample_coverage"}
+    assert 0 <= metrics["sample_precision"] <= 1 and 0 <= metrics["sample_recall"] <= 1
+    assert metrics["sample_fid_low"] < metrics["sample_fid_high"]
     assert metrics["test_nll_is"] <= metrics["test_neg_elbo"]
     rows = list(csv.DictReader(per_class_file.read_text().splitlines()))
     assert [(row["class_name"], row["count"]) for row in rows] == [(str(digit), "3") for digit in range(10)]
@@ -232,5 +262,12 @@ def test_stage_with_bad_params_or_no_training_run_fails_with_one_line_and_writes
     assert code == 1 and "absent.yaml" in capsys.readouterr().err
     (tmp_path / "params.yaml").write_text("evaluate: {is_samples: 5}\n")
     code = main(["--prepared", "prepared", "--model", "vae.keras", "--run", "missing.json"])
+    assert code == 1 and "fewer than evaluate.sample_count 10000" in capsys.readouterr().err
+    (tmp_path / "params.yaml").write_text("evaluate: {is_samples: 5, sample_count: 3, nearest_neighbors: 2}\n")
+    code = main(["--prepared", "prepared", "--model", "vae.keras", "--run", "missing.json"])
+    assert code == 1 and "models/classifier.keras not found; run the classifier stage first" in capsys.readouterr().err
+    (tmp_path / "classifier.keras").write_bytes(b"not read")
+    code = main(["--prepared", "prepared", "--model", "vae.keras", "--run", "missing.json",
+                 "--classifier", "classifier.keras"])
     assert code == 1 and "missing.json" in capsys.readouterr().err
     assert not (tmp_path / "reports").exists()

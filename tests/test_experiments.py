@@ -22,7 +22,8 @@ from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SMALL = ("train.epochs=1", "evaluate.is_samples=20", "evaluate.elbo_samples=2", "report.grid_size=5")
+SMALL = ("train.epochs=1", "evaluate.is_samples=20", "evaluate.elbo_samples=2", "evaluate.bootstrap_resamples=10",
+         "classifier.epochs=1", "report.grid_size=5")
 EXPERIMENT = "vae-mnist"
 TEST_METRICS = ("test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units")
 REPORT_ARTIFACTS = {"index.html", "explorer.html", "manifold.png", "latent_scatter.png", "reconstructions.png",

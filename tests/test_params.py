@@ -78,6 +78,21 @@ BAD_PARAMS = {
     # Every seed fits NumPy's legacy seeding (keras.utils.set_random_seed): 0 .. 2**32 - 1.
     "data-seed-beyond-32-bits": ("data:\n  seed: 4294967296\n", "data.seed", "less than or equal to 4294967295"),
     "train-seed-beyond-32-bits": ("train:\n  seed: 4294967296\n", "train.seed", "less than or equal to 4294967295"),
+    "classifier-epochs-zero": ("classifier:\n  epochs: 0\n", "classifier.epochs", "greater than or equal to 1"),
+    "classifier-learning-rate-above-one": (
+        "classifier:\n  learning_rate: 2.0\n", "classifier.learning_rate", "less than or equal to 1"),
+    "sample-count-one": ("evaluate:\n  sample_count: 1\n", "evaluate.sample_count", "greater than or equal to 2"),
+    "sample-count-beyond-test-set": (
+        "evaluate:\n  sample_count: 10001\n", "evaluate.sample_count", "less than or equal to 10000"),
+    "bootstrap-resamples-one": (
+        "evaluate:\n  bootstrap_resamples: 1\n", "evaluate.bootstrap_resamples", "greater than or equal to 2"),
+    "nearest-neighbors-zero": (
+        "evaluate:\n  nearest_neighbors: 0\n", "evaluate.nearest_neighbors", "greater than or equal to 1"),
+    "nearest-neighbors-as-many-as-samples": (
+        "evaluate:\n  sample_count: 50\n  nearest_neighbors: 50\n", "evaluate.nearest_neighbors",
+        r"sample_count 50.*<= 49"),
+    "classifier-seed-beyond-32-bits": (
+        "classifier:\n  seed: 4294967296\n", "classifier.seed", "less than or equal to 4294967295"),
     "evaluate-seed-beyond-32-bits": (
         "evaluate:\n  seed: 4294967296\n", "evaluate.seed", "less than or equal to 4294967295"),
     "report-seed-beyond-32-bits": ("report:\n  seed: 18446744073709551616\n", "report.seed", "less than or equal"),
@@ -328,7 +343,8 @@ def test_flat_gives_every_param_by_dotted_key_in_json_form(tmp_path: Path) -> No
     assert flat["check.tolerances.test_neg_elbo.tolerance"] == 0.5
     assert flat["check.tolerances.test_neg_elbo.higher_is_better"] is False
     assert all(not isinstance(value, dict) for value in flat.values())
-    assert {key.split(".")[0] for key in flat} == {"data", "model", "train", "evaluate", "report", "check"}
+    assert {key.split(".")[0] for key in flat} == {"data", "model", "train", "classifier", "evaluate", "report",
+                                                   "check"}
 
 
 def test_read_by_selects_whole_sections_and_single_keys() -> None:

@@ -16,6 +16,7 @@ from pipeline.report import (
     CAPTIONS,
     EXPLORER_FILE,
     HTML_FILE,
+    MODEL_CARD_FILE,
     ReportError,
     captions,
     draw_figures,
@@ -141,7 +142,8 @@ def fake_vae(latent_dim: int = 2, seed: int = 0) -> LinearCodec:
 def small_params(latent_dim: int = 2, grid_dims: tuple[int, int] = (0, 1)) -> Params:
     return parse_params({
         "model": {"latent_dim": latent_dim},
-        "report": {"grid_size": 6, "grid_dims": list(grid_dims), "n_reconstructions": 5, "n_samples": 10},
+        "report": {"grid_size": 6, "grid_dims": list(grid_dims), "n_reconstructions": 5, "n_samples": 10,
+                   "manifold_range": "fixed"},
     })
 
 
@@ -358,13 +360,15 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
                  "--metrics", "metrics.json", "--history", "history.csv", "--out", "reports"])
 
     assert code == 0
-    expected = sorted([*FIGURE_SIZES, EXPLORER_FILE, HTML_FILE])
+    expected = sorted([*FIGURE_SIZES, EXPLORER_FILE, HTML_FILE, MODEL_CARD_FILE])  # the card: from run and metrics
     assert sorted(path.name for path in (tmp_path / "reports").iterdir()) == expected
     logged = MlflowClient().list_artifacts(run.run_id)
     assert sorted(artifact.path for artifact in logged) == expected
     assert MlflowClient().get_run(run.run_id).info.status == "FINISHED"
     page = (tmp_path / "reports" / HTML_FILE).read_text(encoding="utf-8")
     assert run.run_id in page and "fashion_mnist" in page
+    card = (tmp_path / "reports" / MODEL_CARD_FILE).read_text(encoding="utf-8")
+    assert f"MLflow run `{run.run_id}`" in card and "- fashion_mnist" in card
 
 
 def test_the_explorer_benchmark_times_the_stages_own_render_steps() -> None:

@@ -452,10 +452,10 @@ def test_stage_reading_a_run_the_store_lacks_fails_with_one_line_before_loading_
     (tmp_path / "vae.keras").write_bytes(b"never read")
     (tmp_path / "metrics.json").write_text("{}")
     (tmp_path / "history.csv").write_text("epoch,loss,neg_elbo,kl_loss\n1,1.0,1.0,1.0\n")
-    (tmp_path / "params.yaml").write_text("")
+    (tmp_path / "params.yaml").write_text("evaluate: {sample_count: 3, nearest_neighbors: 2}\n")
     runs.write_run_ref(tmp_path / "run.json", RunRef("0" * 32, "1", sqlite_store))
     extra = ["--metrics", "metrics.json"] + (["--history", "history.csv", "--out", "out"] if stage == "report" else
-                                             ["--per-class", "out/per_class.csv"])
+                                             ["--per-class", "out/per_class.csv", "--classifier", "vae.keras"])
     code = importlib.import_module(f"pipeline.{stage}").main(
         ["--prepared", "prepared", "--model", "vae.keras", "--run", "run.json", *extra])
     err = capsys.readouterr().err

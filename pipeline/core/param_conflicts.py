@@ -32,6 +32,10 @@ def conflicting_params(params: "Params") -> list[tuple[str, str]]:
         conflicts.append(("model.latent_dim", "1 has no latent plane for the conditional VAE's per-class manifolds; "
                                               "use model.latent_dim >= 2 or model.conditional: false"))
     evaluate = params.evaluate
+    if evaluate.nearest_neighbors >= evaluate.sample_count:  # a point's k-th neighbour among the others
+        conflicts.append(("evaluate.nearest_neighbors", (
+            f"{evaluate.nearest_neighbors} neighbours need more than evaluate.sample_count {evaluate.sample_count} "
+            f"points; use evaluate.nearest_neighbors <= {evaluate.sample_count - 1}")))
     samples = max(evaluate.elbo_samples, evaluate.is_samples)
     draws = evaluate.batch_size * samples * latent_dim
     if draws > MAX_LATENT_DRAWS:

@@ -24,8 +24,9 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "download": ("data.dataset", "data.mirrors"),
     "prepare": ("data.dataset", "data.val_fraction", "data.seed"),
     "train": ("data.dataset", "model", "train"),
+    "classifier": ("data.dataset", "classifier"),
     "evaluate": ("data.dataset", "train.beta", "train.backend", "evaluate"),
-    "report": ("data", "model", "train", "evaluate", "report"),
+    "report": ("data", "model", "train", "evaluate", "report", "check"),
 }
 """The params each DVC stage reads, in pipeline order: dvc.yaml lists the same (a test checks), so a change
 reruns exactly the stages it affects. A key is ``section`` (all of it) or ``section.key``."""
@@ -55,6 +56,10 @@ exactly 0 would take 0 / 0 = NaN as its step; torch's RMSprop ε of 1e-8 outside
 MAX_EPSILON = 1.0
 """ε only guards a division: at 1 it already outweighs the squared gradients of this model (about 1e-6 to 1) and the
 method becomes SGD with its step scaled by 1 / √ε or 1 / ε; use train.optimizer sgd for that."""
+MAX_CLASSIFIER_EPOCHS = 100
+"""About 4 s an epoch on 2 CPU cores: 100 epochs is 7 minutes for a network that only measures samples."""
+MAX_BOOTSTRAP_RESAMPLES = 10_000
+"""Each resample recomputes the Fréchet distance (two 128 × 128 covariances, ~20 ms): 10 000 is minutes."""
 
 
 class ParamsError(PipelineError):
@@ -126,11 +131,25 @@ class TrainParams(_Section):
         return epsilon
 
 
+class ClassifierParams(_Section):
+    """The convolutional classifier whose features score the decoder's samples (``pipeline.sample_quality``)."""
+
+    epochs: int = Field(default=3, ge=1, le=MAX_CLASSIFIER_EPOCHS)
+    batch_size: int = Field(default=128, ge=1, le=TRAIN_SET_SIZE)
+    learning_rate: float = Field(default=0.003, gt=0.0, le=1.0, description="Adam's, decayed linearly to 0.")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+
+
 class EvaluateParams(_Section):
     elbo_samples: int = Field(default=10, ge=1, le=MAX_SAMPLES)
     is_samples: int = Field(default=200, ge=1, le=MAX_SAMPLES)
     batch_size: int = Field(default=500, ge=1, le=TEST_SET_SIZE)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    # A covariance needs 2 rows; the decoder samples are compared with as many test images, so no more than those.
+    sample_count: int = Field(default=10_000, ge=2, le=TEST_SET_SIZE)
+    bootstrap_resamples: int = Field(default=100, ge=2, le=MAX_BOOTSTRAP_RESAMPLES)
+    nearest_neighbors: int = Field(default=3, ge=1, le=TEST_SET_SIZE - 1,
+                                   description="k of the k-NN manifolds of precision and recall.")
 
 
 class ReportParams(_Section):
@@ -138,6 +157,10 @@ class ReportParams(_Section):
     grid_size: int = Field(default=30, ge=2, le=100)
     grid_range: tuple[float, float] = (-3.0, 3.0)
     grid_dims: tuple[int, int] = Field(default=(0, 1), description="Unused when model.latent_dim is 1.")
+    manifold_range: Literal["data", "fixed"] = Field(
+        default="data", description="data: the percentile box of the test codes; fixed: grid_range.")
+    # Percentiles of the test codes' z_mean per plotted dimension; the manifold spans the box they make.
+    range_percentiles: tuple[float, float] = (1.0, 99.0)
     n_reconstructions: int = Field(default=10, ge=1, le=50)
     n_samples: int = Field(default=100, ge=1, le=400)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
@@ -148,6 +171,13 @@ class ReportParams(_Section):
         if not grid_range[0] < grid_range[1]:
             raise ValueError("must be [low, high] with low < high")
         return grid_range
+
+    @field_validator("range_percentiles")
+    @classmethod
+    def _percentiles(cls, percentiles: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= percentiles[0] < percentiles[1] <= 100.0:
+            raise ValueError("must be [low, high] with 0 <= low < high <= 100")
+        return percentiles
 
     @field_validator("grid_dims")
     @classmethod
@@ -190,6 +220,7 @@ class Params(_Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
+    classifier: ClassifierParams = ClassifierParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
     check: CheckParams = CheckParams()

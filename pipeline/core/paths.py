@@ -17,6 +17,7 @@ PREPARED_DIR = Path("data/prepared")
 MODELS_DIR = Path("models")
 MODEL_FILE = MODELS_DIR / "vae.keras"
 RUN_FILE = MODELS_DIR / "run.json"
+CLASSIFIER_FILE = MODELS_DIR / "classifier.keras"
 CHECKPOINT_DIR = Path("checkpoints")
 
 REPORTS_DIR = Path("reports")
@@ -25,6 +26,7 @@ TRAIN_HISTORY_FILE = REPORTS_DIR / "train_history.csv"
 METRICS_FILE = REPORTS_DIR / "metrics.json"
 PER_CLASS_FILE = REPORTS_DIR / "per_class.csv"
 MODEL_KIND_FILE = REPORTS_DIR / "model.json"
+CLASSIFIER_METRICS_FILE = REPORTS_DIR / "classifier.json"
 
 MLFLOW_DB_FILE = Path("mlflow.db")
 MLFLOW_ARTIFACTS_DIR = Path("mlartifacts")

@@ -12,11 +12,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from pipeline.core.params import ReportParams
 from pipeline.reporting.figures import (
     IMAGE_CMAP,
     axis_label,
     board_axes,
+    figure_png,
     image_side,
+    manifold_figure,
     manifold_points,
     new_figure,
     tile_grid,
@@ -106,3 +109,19 @@ def class_samples_figure(decoded: np.ndarray, class_names: Sequence[str], seed: 
     axes.set_yticks([row * side + (side - 1) / 2 for row in range(num_classes)],
                     [f"label {name}" for name in class_names])
     return figure
+
+
+def one_class_manifold_pngs(decode_fn: ConditionalDecodeFn, settings: ReportParams, grid_range: Sequence[float],
+                            latent_dim: int, class_names: Sequence[str]) -> dict[str, bytes]:
+    """Each class's manifold alone, at the full size of the unconditional manifold figure: class name → PNG.
+
+    The ten-panel figure shrinks each digit to a few pixels; the report page shows these one at a time instead.
+    """
+    boards, z_values = class_manifold_grids(decode_fn, len(class_names), settings.grid_size, grid_range, latent_dim,
+                                            settings.grid_dims)
+    pngs = {}
+    for name, board in zip(class_names, boards, strict=True):
+        figure = manifold_figure(board, z_values, latent_dim, settings.grid_dims)
+        figure.axes[0].set_title(f"Label {name}: {figure.axes[0].get_title()}")
+        pngs[name] = figure_png(figure)
+    return pngs

@@ -17,6 +17,8 @@ from matplotlib.colors import BoundaryNorm, Colormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from pipeline.core.params import ReportParams
+
 DPI = 100
 MANIFOLD_SIZE = (9.5, 9.5)
 STRIP_SIZE = (12.0, 2.4)  # the manifold of a 1-D latent space: one row of tiles
@@ -31,6 +33,17 @@ SCATTER_SHUFFLE_SEED = 0
 HISTOGRAM_BINS = 60
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
+
+
+def manifold_range(settings: ReportParams, z_mean: np.ndarray) -> tuple[float, float]:
+    """The z range the manifold spans: ``grid_range`` when fixed, else the smallest square box holding the
+    ``range_percentiles`` of the test codes in each plotted dimension (z₁ alone for a 1-D latent space), so the
+    digits the encoder uses all show and the tiles keep their aspect."""
+    if settings.manifold_range == "fixed" or not len(z_mean):
+        return settings.grid_range
+    dims = [0] if z_mean.shape[1] == 1 else list(settings.grid_dims)
+    low, high = np.percentile(np.asarray(z_mean, np.float64)[:, dims], settings.range_percentiles, axis=0)
+    return (float(np.min(low)), float(np.max(high))) if np.max(high) > np.min(low) else settings.grid_range
 
 
 def image_side(pixels: int) -> int:
@@ -258,3 +271,24 @@ def figure_png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, dpi=DPI, format="png")
     return buffer.getvalue()
+
+
+PER_CLASS_SIZE = (9.0, 4.5)
+
+
+def per_class_figure(rows: Sequence[tuple[str, float]]) -> Figure:
+    """Test −ELBO per class as horizontal bars, one class colour each, the value written at each bar's end."""
+    figure = new_figure(PER_CLASS_SIZE)
+    axes = figure.add_subplot()
+    names, values = [name for name, _ in rows], [value for _, value in rows]
+    cmap = class_colors(len(rows))
+    bars = axes.barh(range(len(rows)), values, color=[cmap(k) for k in range(len(rows))])
+    axes.bar_label(bars, labels=[f"{value:.1f}" for value in values], padding=3, fontsize="small")
+    axes.set_yticks(range(len(rows)), names)
+    axes.invert_yaxis()
+    axes.set_xlim(0, max(values, default=1.0) * 1.12)
+    axes.set_xlabel("test −ELBO, nats per image (lower is better)")
+    axes.set_ylabel("class")
+    axes.set_title("Test −ELBO by class")
+    axes.grid(True, axis="x", linewidth=0.3, alpha=0.5)
+    return figure

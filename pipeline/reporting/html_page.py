@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pipeline.core.model_kind import LIKELIHOOD, NAMES, ModelKind
 from pipeline.core.params import flatten
+from pipeline.reporting.page_sections import Evidence, deltas_html, model_card_html, run_html
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -24,6 +25,8 @@ figure { margin: 1.5em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; }
 code { background: #f4f4f4; padding: 0 0.2em; }
+tr.failed td { background: #fde8e8; }
+#model-card { border-top: 1px solid #ccc; }
 """
 
 
@@ -86,12 +89,15 @@ def _model_sentence(kind: ModelKind, num_classes: int) -> str:
 
 def render_html(dataset: str, run_id: str, metrics: Mapping[str, object], params: Mapping[str, object],
                 images: Sequence[ReportImage], explorer: str | None = None, kind: ModelKind = "vae",
-                num_classes: int = 0) -> str:
+                num_classes: int = 0, evidence: Evidence | None = None, extra_figures: Sequence[str] = ()) -> str:
     """The whole page as a string; ``explorer``: the explorer page's path relative to this one, linked.
 
     ``kind`` and ``num_classes`` (``pipeline.core.model_kind``) name the model in the title and say which
-    likelihood the test metrics estimate: −log p(x), or −log p(x|y) for the conditional VAE.
+    likelihood the test metrics estimate: −log p(x), or −log p(x|y) for the conditional VAE. ``evidence``
+    adds the baseline deltas, the run's link and the model card; ``extra_figures`` are HTML blocks shown after
+    the figures (the conditional manifold's class picker).
     """
+    evidence = evidence or Evidence()
     name = NAMES[kind]
     title = f"{name[0].upper()}{name[1:]} report: {dataset}"
     parts = [
@@ -99,16 +105,18 @@ def render_html(dataset: str, run_id: str, metrics: Mapping[str, object], params
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Dataset <strong>{html.escape(dataset)}</strong>, "
-        f"MLflow run <code id=\"run-id\">{html.escape(run_id)}</code>.</p>",
+        f"<p>Dataset <strong>{html.escape(dataset)}</strong>, {run_html(run_id, evidence.run_url)}.</p>",
         _model_sentence(kind, num_classes),
         "<h2>Test metrics</h2>",
         _table(metrics, ("metric", "value")) if metrics else "<p>No metrics recorded.</p>",
+        *(["<h2>Against the baseline</h2>", deltas_html(evidence.deltas)] if evidence.deltas else []),
         "<h2>Figures</h2>",
         *([_explorer_link(explorer)] if explorer else []),
         *(_figure(image) for image in images),
+        *extra_figures,
         "<h2>Params</h2>",
         _table(params, ("param", "value")),
+        *(["<h2>Model card</h2>", model_card_html(evidence.model_card)] if evidence.model_card else []),
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"

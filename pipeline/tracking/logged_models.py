@@ -148,3 +148,13 @@ def _quiet(names: tuple[str, ...]) -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+@store_errors
+def attach_file(model_ids: Mapping[str, str], path: Path) -> None:
+    """Add the file at ``path`` (e.g. the model card) to each logged model's artifacts, beside its ``MLmodel``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    for model_id in model_ids.values():
+        client.log_model_artifact(model_id, str(path))

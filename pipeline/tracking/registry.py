@@ -143,3 +143,40 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
     except MlflowException as error:
         if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One registered version, as a model card lists the registry's history."""
+
+    name: str
+    version: str
+    run_id: str
+    created: str
+    """Creation time, UTC, ``YYYY-MM-DD HH:MM``."""
+    aliases: tuple[str, ...]
+    baseline: str
+    """The gate's baseline when it was promoted (tag ``gate.baseline``), or ``""``."""
+
+
+@store_errors
+def history(names: Mapping[str, str]) -> list[VersionRecord]:
+    """Every version of the registered models ``names`` (part → name), newest first, with the aliases on each.
+
+    MLflow keeps no log of alias moves; the versions' creation times and gate tags are that history, since
+    ``promote`` adds a version each time ``champion`` moves to a new run. A name never registered has none.
+    """
+    import datetime
+
+    client = MlflowClient()
+    records = []
+    for name in names.values():
+        found = client.search_registered_models(filter_string=f"name = '{name}'")
+        aliases = found[0].aliases if found else {}
+        for version in client.search_model_versions(f"name = '{name}'"):
+            created = datetime.datetime.fromtimestamp(version.creation_timestamp / 1000, datetime.UTC)
+            records.append(VersionRecord(
+                name, str(version.version), version.run_id or "", created.strftime("%Y-%m-%d %H:%M"),
+                tuple(sorted(alias for alias, number in aliases.items() if str(number) == str(version.version))),
+                (version.tags or {}).get(BASELINE_TAG, "")))
+    return sorted(records, key=lambda record: (record.name, -int(record.version)))

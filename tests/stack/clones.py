@@ -28,7 +28,7 @@ GIT_IDENTITY = {  # `dvc exp run --queue` and the clones commit; CI runners have
 DVC_VARIABLES = ("DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "MLFLOW_EXPERIMENT_NAME")
 # One epoch and cheap evaluate/report settings: the stack is under test, not the model.
 SMALL_PARAMS = {("train", "epochs"): 1, ("evaluate", "is_samples"): 20, ("evaluate", "elbo_samples"): 2,
-                ("report", "grid_size"): 5}
+                ("evaluate", "bootstrap_resamples"): 10, ("classifier", "epochs"): 1, ("report", "grid_size"): 5}
 
 
 class CommandError(AssertionError):
