@@ -26,8 +26,9 @@ from pipeline.core.params import ParamsError, TrainParams, flatten, load_params,
 from pipeline.core.paths import RECIPES_DIR
 from pipeline.core.strict_yaml import YamlError, load_yaml
 
-NOT_RECIPE_PARAMS = ("seed", "experiment")
-"""Train params that name a run rather than its recipe: a recipe is confirmed over several seeds."""
+NOT_RECIPE_PARAMS = ("seed", "experiment", "backend")
+"""Train params that name a run or where it runs rather than its recipe: a recipe is confirmed over several seeds,
+and holds on either Keras backend."""
 RECIPE_PARAMS = tuple(f"train.{key}" for key in TrainParams.model_fields if key not in NOT_RECIPE_PARAMS)
 """The dotted keys a recipe may set, in params.yaml's order."""
 
