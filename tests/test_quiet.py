@@ -1,8 +1,10 @@
 """Quiet by default: TensorFlow's start-up lines are held back, shown on request or when the import fails."""
 
+import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import REPO_ROOT
@@ -44,3 +46,31 @@ def test_held_native_output_is_dropped_on_success_and_replayed_on_failure(capfd:
         os.write(2, b"why it failed\n")
         raise RuntimeError("import failed")
     assert capfd.readouterr().err == "why it failed\n"
+
+
+HEAVY = {"keras", "tensorflow", "jax"}
+"""Packages whose native libraries print start-up lines unless ``pipeline.model`` imports them first."""
+
+
+def _top_level_imports_in_order(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "pipeline").rglob("*.py")), ids=lambda path: path.name)
+def test_a_module_outside_the_model_package_imports_it_before_keras(path: Path) -> None:
+    """Keras, TensorFlow or JAX imported at the top of a module anywhere but ``pipeline/model`` come after
+    ``pipeline.model``, whose import holds their start-up lines back; else a stage prints them (as the
+    classifier stage once did, importing Keras one line too early)."""
+    if path.parent.name == "model":
+        return
+    names = _top_level_imports_in_order(path)
+    heavy = [index for index, name in enumerate(names) if name.split(".")[0] in HEAVY]
+    if heavy:
+        assert any(name.startswith("pipeline.model") for name in names[: heavy[0]]), (
+            f"{path.relative_to(REPO_ROOT)} imports {names[heavy[0]]} before pipeline.model")

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import keras
 import numpy as np
 
-import pipeline.model  # noqa: F401  (TensorFlow loads there once, with its native start-up lines held back)
+# isort: off
+import pipeline.model  # noqa: F401  (first: Keras and TensorFlow load there, their start-up lines held back)
+import keras
+# isort: on
+
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import IMAGE_PIXELS, Params
 
