@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.errors import PipelineError
 from pipeline.core.model_kind import NAMES
-from pipeline.core.params import RegisteredModels, load_params
+from pipeline.core.param_sections import RegisteredModels
+from pipeline.core.params import load_params
 from pipeline.core.paths import METRICS_FILE, MODEL_KIND_FILE, RUN_FILE
 from pipeline.gate.baseline import (
     CannotCompareError,

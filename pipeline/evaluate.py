@@ -22,7 +22,8 @@ from pipeline.core.backend import select_backend
 from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
 from pipeline.core.model_kind import describe
-from pipeline.core.params import EvaluateParams, Params, load_params
+from pipeline.core.param_sections import EvaluateParams
+from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CLASSIFIER_FILE, METRICS_FILE, MODEL_KIND_FILE, PER_CLASS_FILE
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split

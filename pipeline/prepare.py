@@ -18,7 +18,8 @@ import numpy as np
 from pipeline.core.atomic_files import write_json
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import DataParams, load_params
+from pipeline.core.param_sections import DataParams
+from pipeline.core.params import load_params
 from pipeline.core.paths import DATA_STATS_FILE, PREPARED_DIR, RAW_DIR
 from pipeline.data.datasets import DATASETS, DatasetSpec, Role
 from pipeline.data.idx_format import IdxFormatError, read_pair

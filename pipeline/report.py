@@ -23,7 +23,8 @@ from pipeline.core.backend import select_backend
 from pipeline.core.cli import add_model_paths, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
 from pipeline.core.model_kind import model_kind
-from pipeline.core.params import Params, ReportParams, load_params
+from pipeline.core.param_sections import ReportParams
+from pipeline.core.params import Params, load_params
 from pipeline.core.paths import (
     CLASSIFIER_METRICS_FILE,
     DATA_STATS_FILE,

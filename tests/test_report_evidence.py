@@ -94,7 +94,7 @@ def test_a_bad_manifold_range_param_is_refused(text: str, reason: str) -> None:
 
 def evidence(tmp_path: Path) -> Evidence:
     rows = [(str(k), 150.0 + 3 * k) for k in range(10)]
-    from pipeline.core.params import Tolerance
+    from pipeline.core.param_sections import Tolerance
     from pipeline.gate.comparison import compare_metrics
 
     gated = compare_metrics({"test_neg_elbo": 160.0, "active_units": 2}, {"test_neg_elbo": 165.0, "active_units": 2},

@@ -20,7 +20,8 @@ from keras import ops
 
 from pipeline.core.backend import Backend, BackendError
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import IMAGE_PIXELS, Params, TrainParams
+from pipeline.core.param_sections import IMAGE_PIXELS, TrainParams
+from pipeline.core.params import Params
 from pipeline.data.datasets import DATASETS
 from pipeline.model.checkpoints import EpochCheckpoint
 from pipeline.model.loading import TrainedVae

@@ -13,7 +13,7 @@ import numpy as np
 from keras import layers, ops
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import IMAGE_PIXELS
+from pipeline.core.param_sections import IMAGE_PIXELS
 
 LABELS_INPUT = "labels"
 

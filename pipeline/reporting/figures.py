@@ -17,7 +17,7 @@ from matplotlib.colors import BoundaryNorm, Colormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from pipeline.core.params import ReportParams
+from pipeline.core.param_sections import ReportParams
 
 DPI = 100
 MANIFOLD_SIZE = (9.5, 9.5)

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.core.params import MAX_SEED, Params, ParamsError, lists_to_tuples, parse_params, read_yaml_file
+from pipeline.core.param_sections import MAX_SEED
+from pipeline.core.params import Params, ParamsError, lists_to_tuples, parse_params, read_yaml_file
 from pipeline.core.strict_yaml import YamlError, load_yaml
 
 TUNE_FILE = Path("tune.yaml")
