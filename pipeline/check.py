@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.errors import PipelineError
+from pipeline.core.metrics import read_metrics_file
 from pipeline.core.model_kind import NAMES
 from pipeline.core.param_sections import RegisteredModels
 from pipeline.core.params import load_params
@@ -34,7 +35,6 @@ from pipeline.gate.baseline import (
     baseline_model_kind,
     commit_of,
     read_baseline,
-    read_metrics_file,
     read_model_kind,
 )
 from pipeline.gate.comparison import Row, compare_metrics, failure_summary, format_report
@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> None:
     check = load_params(args.params).check
     run = _training_run(args.run, check.registered_models) if args.promote else None  # fail before any verdict
     tolerances = check.tolerances
-    new = read_metrics_file(args.metrics)
+    new = read_metrics_file(args.metrics, CannotCompareError)
     baseline_label, baseline = read_baseline(args.baseline, args.metrics)
     change = model_change(args)
     rows = compare_metrics(baseline, new, tolerances)

@@ -20,7 +20,7 @@ import numpy as np
 from pipeline.core import atomic_files
 from pipeline.core.backend import select_backend
 from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, require_output
 from pipeline.core.model_kind import describe
 from pipeline.core.param_sections import EvaluateParams
 from pipeline.core.params import Params, load_params
@@ -30,7 +30,7 @@ from pipeline.data.splits import load_split
 
 if TYPE_CHECKING:
     from pipeline.model.likelihood import ImageScores
-    from pipeline.model.loading import TrainedVae
+    from pipeline.model.trained_vae import TrainedVae
     from pipeline.sample_quality.classifier import FeatureExtractor
 
 FLOAT_TOLERANCE = 1e-5
@@ -155,15 +155,14 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
     if len(x_test) < params.evaluate.sample_count:
         raise EvaluateInputError(f"{prepared}: the test split has {len(x_test)} images, fewer than "
                                  f"evaluate.sample_count {params.evaluate.sample_count}")
-    for path, stage in ((model_file, "train"), (classifier_file, "classifier")):
-        if not path.is_file():
-            raise EvaluateInputError(f"{path} not found; run the {stage} stage first")
+    require_output(model_file, "train", EvaluateInputError)
+    require_output(classifier_file, "classifier", EvaluateInputError)
     from pipeline.tracking import runs  # MLflow loads here, after params and inputs are checked
 
     run = runs.open_training_run(run_file)
 
     from pipeline.model.likelihood import LikelihoodEstimator  # Keras loads here, after validation
-    from pipeline.model.loading import load_trained_vae
+    from pipeline.model.trained_vae import load_trained_vae
     from pipeline.sample_quality.classifier import load_classifier
 
     trained = load_trained_vae(model_file)

@@ -7,7 +7,6 @@ fails before any model work starts.
 """
 
 import argparse
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from pipeline.core import atomic_files
 from pipeline.core.backend import select_backend
 from pipeline.core.cli import add_model_paths, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
+from pipeline.core.metrics import read_metrics_file
 from pipeline.core.model_kind import model_kind
 from pipeline.core.param_sections import ReportParams
 from pipeline.core.params import Params, load_params
@@ -55,7 +55,7 @@ class LatentCodec(Protocol):
     """What the report needs from a model: z_mean of images, pixel means of latent points, their sizes.
 
     ``num_classes`` is 0 for the unconditional VAE; a conditional one takes class indices (n,) as
-    ``labels`` in both methods. ``pipeline.model.loading.TrainedVae`` is one; tests pass small numpy
+    ``labels`` in both methods. ``pipeline.model.trained_vae.TrainedVae`` is one; tests pass small numpy
     ones, without TensorFlow.
     """
 
@@ -83,17 +83,6 @@ def read_history(path: Path) -> pd.DataFrame:
         raise ReportError(f"{path}: expected per-epoch rows with columns epoch, loss, neg_elbo, kl_loss "
                           f"(missing {sorted(missing)})")
     return history
-
-
-def read_metrics(path: Path) -> dict[str, object]:
-    """The evaluate stage's metrics as a mapping."""
-    try:
-        metrics = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ReportError(f"cannot read the metrics {path}: {error}") from None
-    if not isinstance(metrics, dict):
-        raise ReportError(f"{path}: expected a JSON object of metrics, got {type(metrics).__name__}")
-    return metrics
 
 
 def check_grid_dims(settings: ReportParams, latent_dim: int) -> None:
@@ -251,12 +240,12 @@ def report(params: Params, prepared: Path, model_file: Path, run_file: Path, met
     Keras runs on ``train.backend`` (``pipeline.core.backend``), as it did in the train stage."""
     select_backend(params.train.backend)
     history = read_history(history_file)
-    metrics = read_metrics(metrics_file)
+    metrics = read_metrics_file(metrics_file, ReportError)
     x_test, y_test = load_split(prepared, "test")
     from pipeline.tracking import logged_models, runs  # MLflow loads here, after params and inputs are checked
 
     ref = runs.open_training_run(run_file)
-    from pipeline.model.loading import load_trained_vae  # Keras loads here, once the run is known
+    from pipeline.model.trained_vae import load_trained_vae  # Keras loads here, once the run is known
 
     vae = load_trained_vae(model_file)
     evidence = gather_evidence(params, sources or EvidenceSources(), ref, metrics_file, metrics, vae.num_classes,

@@ -16,6 +16,7 @@ from pipeline.core import atomic_files
 from pipeline.core.backend import select_backend
 from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
+from pipeline.core.metrics import EpochLogs
 from pipeline.core.model_kind import model_kind
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
@@ -24,8 +25,7 @@ from pipeline.data.splits import load_split
 if TYPE_CHECKING:
     import numpy as np
 
-    from pipeline.model.loading import TrainedVae
-    from pipeline.model.losses import EpochLogs
+    from pipeline.model.trained_vae import TrainedVae
 
 INPUT_EXAMPLE_ROWS = 5
 
@@ -35,7 +35,7 @@ def validation_split(prepared: Path) -> str:
     return "val" if (prepared / "val.npz").exists() else "test"
 
 
-def history_csv(history: Sequence[dict[str, float]]) -> str:
+def history_csv(history: Sequence[EpochLogs]) -> str:
     """The per-epoch losses as CSV with an ``epoch`` column counted from 1.
 
     Wall-clock ``seconds`` stay in MLflow only: the committed CSV changes only when results do.
@@ -58,7 +58,7 @@ def example_inputs(parts: "TrainedVae", images: "np.ndarray", labels: "np.ndarra
     return {tensor.name: array for tensor, array in zip(parts.encoder.inputs, arrays, strict=True)}
 
 
-def summary_line(history: Sequence["EpochLogs"], run_id: str) -> str:
+def summary_line(history: Sequence[EpochLogs], run_id: str) -> str:
     """What the stage achieved, in one line: epochs, final losses, speed and the MLflow run."""
     last = history[-1]
     seconds = sum(logs["seconds"] for logs in history) / len(history)
@@ -67,7 +67,7 @@ def summary_line(history: Sequence["EpochLogs"], run_id: str) -> str:
 
 
 def train(params: Params, prepared: Path, model_file: Path, run_file: Path, history_file: Path,
-          checkpoint_dir: Path = CHECKPOINT_DIR) -> tuple[list["EpochLogs"], str]:
+          checkpoint_dir: Path = CHECKPOINT_DIR) -> tuple[list[EpochLogs], str]:
     """Train (resuming a matching checkpoint), then write the model, run reference and history atomically.
 
     Returns the per-epoch logs (resumed epochs included) and the MLflow run id. Keras runs on

@@ -208,10 +208,10 @@ def _apply(args: argparse.Namespace) -> None:
         raise PipelineError(f"{name} ran on commit {studied[:8]}, HEAD is {head[:8]}: dvc exp apply brings back the "
                             f"experiment's whole tree, code included; git checkout {studied[:8]} first, or pass "
                             "--force to take its files as they were")
-    listed = here.run("dvc", "exp", "list", "--name-only", "--all-commits").stdout.split()
+    listed = here.dvc("exp", "list", "--name-only", "--all-commits").stdout.split()
     if name not in listed:  # run on another host: fetch it from the git remote (and its outputs from DVC's)
-        here.run("dvc", "exp", "pull", "origin", name)
-    applied = here.run("dvc", "exp", "apply", name, check=False)
+        here.dvc("exp", "pull", "origin", name)
+    applied = here.dvc("exp", "apply", name, check=False)
     output = applied.stdout + applied.stderr
     # The experiment's dvc.lock still names the outputs of the stages after train at the baseline; DVC applies
     # params and lock first, then fails to check out those outputs where they were never built. dvc repro will.

@@ -181,7 +181,7 @@ def test_loss_terms_and_a_training_epoch_agree_between_backends_given_the_same_w
 
 def _likelihood(num_classes: int) -> dict[str, np.ndarray]:
     from pipeline.model.likelihood import LikelihoodEstimator
-    from pipeline.model.loading import TrainedVae
+    from pipeline.model.trained_vae import TrainedVae
 
     images, labels = synthetic_digits(70, seed=13)
     estimator = LikelihoodEstimator(TrainedVae(_vae_with_shared_weights(num_classes, quiet_sampling=False)),
@@ -226,7 +226,7 @@ def _train_and_save(backend: str, num_classes: int, path: Path) -> tuple[np.ndar
 @pytest.mark.parametrize("num_classes", [0, 10], ids=["vae", "cvae"])
 def test_a_saved_model_from_either_backend_loads_in_a_tensorflow_process_and_answers_alike(
         backend: str, num_classes: int, tmp_path: Path) -> None:
-    from pipeline.model.loading import load_trained_vae
+    from pipeline.model.trained_vae import load_trained_vae
 
     z_mean, pixels = on_backend(backend, _train_and_save, backend, num_classes, tmp_path / "vae.keras")
     loaded = load_trained_vae(tmp_path / "vae.keras")
@@ -279,7 +279,7 @@ def test_a_jax_run_logs_its_backend_and_models_that_load_with_mlflow_in_a_tensor
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline.model.loading import load_trained_vae
+    from pipeline.model.trained_vae import load_trained_vae
 
     root, _ = jax_pipeline
     uri = f"sqlite:///{root}/mlflow.db"

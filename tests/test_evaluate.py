@@ -19,7 +19,7 @@ from pipeline.model.likelihood import (
     latent_noise,
     log_mean_exp,
 )
-from pipeline.model.loading import TrainedVae
+from pipeline.model.trained_vae import TrainedVae
 from pipeline.model.vae import IMAGE_PIXELS, build_vae
 from pipeline.sample_quality.classifier import build_classifier
 from pipeline.tracking import runs

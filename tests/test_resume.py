@@ -26,7 +26,7 @@ from pipeline.core.params import parse_params
 from pipeline.core.paths import CHECKPOINT_DIR, MODEL_FILE, RUN_FILE, TRAIN_HISTORY_FILE
 from pipeline.data.splits import save_split
 from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
-from pipeline.model.loading import load_trained_vae
+from pipeline.model.trained_vae import load_trained_vae
 from pipeline.model.trainer import TrainConfig, make_trainer
 from pipeline.tracking import runs
 

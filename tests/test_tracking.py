@@ -447,7 +447,7 @@ def test_stage_reading_a_run_the_store_lacks_fails_with_one_line_before_loading_
 
     from pipeline.data.splits import save_split
 
-    monkeypatch.setitem(sys.modules, "pipeline.model.loading", None)  # a tripwire: loading the model raises
+    monkeypatch.setitem(sys.modules, "pipeline.model.trained_vae", None)  # a tripwire: loading the model raises
     save_split(tmp_path / "prepared", "test", np.zeros((3, 784), np.float32), np.zeros(3, np.uint8))
     (tmp_path / "vae.keras").write_bytes(b"never read")
     (tmp_path / "metrics.json").write_text("{}")

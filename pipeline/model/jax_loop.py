@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
+from pipeline.core.metrics import LOSS_NAMES
 from pipeline.model.compiled import compiled
-from pipeline.model.losses import LOSS_NAMES
 from pipeline.model.trainer import TrainConfig, VaeTrainer
 
 State = tuple[list[jax.Array], list[jax.Array], list[jax.Array]]

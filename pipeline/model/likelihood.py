@@ -19,7 +19,7 @@ import numpy as np
 from keras import ops
 
 from pipeline.model.compiled import compiled
-from pipeline.model.loading import TrainedVae
+from pipeline.model.trained_vae import TrainedVae
 from pipeline.model.losses import kl_loss, reconstruction_loss
 from pipeline.model.vae import one_hot
 

@@ -1,16 +1,11 @@
-"""The per-image loss terms and the names every log, metric and table uses for them.
+"""The per-image loss terms, in ``keras.ops`` (their names, as every log and table uses them, are
+``pipeline.core.metrics.LOSS_NAMES``).
 
 Losses are summed over pixels per image and averaged over a batch by the caller (as keras-io's
 VAE example and the notebook: 784 · mean BCE is the pixel sum).
 """
 
 from keras import ops
-
-LOSS_NAMES = ("loss", "reconstruction_loss", "kl_loss", "neg_elbo")
-"""``loss`` is the training objective reconstruction + β · KL; ``neg_elbo`` is the true −ELBO (β = 1)."""
-
-EpochLogs = dict[str, float]
-"""One epoch's values keyed by ``LOSS_NAMES``, their ``val_`` twins, and ``seconds``."""
 
 
 def reconstruction_loss(images: object, logits: object) -> object:

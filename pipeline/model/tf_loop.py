@@ -8,8 +8,8 @@ variable too.
 import numpy as np
 import tensorflow as tf
 
+from pipeline.core.metrics import LOSS_NAMES
 from pipeline.model.compiled import compiled
-from pipeline.model.losses import LOSS_NAMES
 from pipeline.model.trainer import TrainConfig, VaeTrainer
 
 

@@ -20,12 +20,12 @@ from keras import ops
 
 from pipeline.core.backend import Backend, BackendError
 from pipeline.core.errors import PipelineError
+from pipeline.core.metrics import LOSS_NAMES, EpochLogs
 from pipeline.core.param_sections import IMAGE_PIXELS, TrainParams
 from pipeline.core.params import Params
 from pipeline.data.datasets import DATASETS
 from pipeline.model.checkpoints import EpochCheckpoint
-from pipeline.model.loading import TrainedVae
-from pipeline.model.losses import LOSS_NAMES, EpochLogs
+from pipeline.model.trained_vae import TrainedVae
 from pipeline.model.objective import batch_objective, kl_weight, more_draws
 from pipeline.model.optimizers import make_optimizer, steps_in
 from pipeline.model.vae import LabelError, build_vae, one_hot

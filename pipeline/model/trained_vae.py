@@ -1,4 +1,4 @@
-"""The one way to open a trained VAE: load the ``.keras`` file safely and name its parts.
+"""The trained VAE: ``TrainedVae``, the façade every step after training uses, and the one safe way to load it.
 
 Train, evaluate, report and the tests all take the encoder, the decoder and the decoder's
 logits view from here, so the layer names they depend on are written down once.
@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pipeline.core.errors import PipelineError, clipped
+from pipeline.core.errors import PipelineError, clipped, require_output
 from pipeline.model.vae import LabelError, decoder_logits, one_hot
 
 PREDICT_BATCH_SIZE = 1000
@@ -108,8 +108,7 @@ def load_trained_vae(path: str | Path) -> TrainedVae:
     Keras finds the ``Sampling`` layer because importing ``pipeline.model.vae`` (as this module does)
     registers it, as ``pipeline>Sampling``.
     """
-    if not Path(path).is_file():
-        raise ModelLoadError(f"{path} not found; run the train stage first")
+    require_output(Path(path), "train", ModelLoadError)
     try:
         return TrainedVae(keras.models.load_model(path, safe_mode=True))
     except (ValueError, OSError, TypeError) as error:
