@@ -42,7 +42,7 @@ from pipeline.gate.params_diff import changed_summary, compare_params, format_pa
 from pipeline.gate.summary import RunLink, Side, pull_request_report
 
 if TYPE_CHECKING:
-    from pipeline.tracking.runs import RunRef
+    from pipeline.tracking.run_file import RunRef
 
 DEFAULT_BASELINE = "HEAD"
 
@@ -109,9 +109,10 @@ def _run(args: argparse.Namespace) -> None:
 def _training_run(run_file: Path, names: RegisteredModels) -> "RunRef":
     """The run to promote, checked to exist, to hold a logged model for each registered name, and to be of the
     kind each name's ``champion`` is."""
-    from pipeline.tracking import registry, runs  # MLflow loads only when promoting
+    from pipeline.tracking import registry  # MLflow loads only when promoting
+    from pipeline.tracking.run_file import open_training_run
 
-    run = runs.open_training_run(run_file)
+    run = open_training_run(run_file)
     registry.require_parts(run.models, names.model_dump(), run.run_id)
     registry.require_champion_kind(names.model_dump(), run.run_id)
     return run

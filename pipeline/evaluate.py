@@ -157,9 +157,10 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
                                  f"evaluate.sample_count {params.evaluate.sample_count}")
     require_output(model_file, "train", EvaluateInputError)
     require_output(classifier_file, "classifier", EvaluateInputError)
-    from pipeline.tracking import runs  # MLflow loads here, after params and inputs are checked
+    from pipeline.tracking.run_data import log_results  # MLflow loads here, after params and inputs are checked
+    from pipeline.tracking.run_file import open_training_run
 
-    run = runs.open_training_run(run_file)
+    run = open_training_run(run_file)
 
     from pipeline.model.likelihood import LikelihoodEstimator  # Keras loads here, after validation
     from pipeline.model.trained_vae import load_trained_vae
@@ -182,7 +183,7 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
     atomic_files.write_json(metrics_file, metrics)
     atomic_files.write_json(model_kind_file, describe(trained.num_classes))
     atomic_files.write_text(per_class_file, per_class)
-    runs.log_results(run, metrics, artifacts=[per_class_file], settings=params.section("evaluate"))
+    log_results(run, metrics, artifacts=[per_class_file], settings=params.section("evaluate"))
     return metrics
 
 

@@ -242,16 +242,18 @@ def report(params: Params, prepared: Path, model_file: Path, run_file: Path, met
     history = read_history(history_file)
     metrics = read_metrics_file(metrics_file, ReportError)
     x_test, y_test = load_split(prepared, "test")
-    from pipeline.tracking import logged_models, runs  # MLflow loads here, after params and inputs are checked
+    from pipeline.tracking import logged_models  # MLflow loads here, after params and inputs are checked
+    from pipeline.tracking.run_data import log_results
+    from pipeline.tracking.run_file import open_training_run
 
-    ref = runs.open_training_run(run_file)
+    ref = open_training_run(run_file)
     from pipeline.model.trained_vae import load_trained_vae  # Keras loads here, once the run is known
 
     vae = load_trained_vae(model_file)
     evidence = gather_evidence(params, sources or EvidenceSources(), ref, metrics_file, metrics, vae.num_classes,
                                vae.latent_dim, len(x_test))
     written = write_report(params, vae, x_test, y_test, history, metrics, ref.run_id, out, evidence)
-    runs.log_results(ref, {}, artifacts=written, settings=params.section("report"))
+    log_results(ref, {}, artifacts=written, settings=params.section("report"))
     if evidence.model_card:
         logged_models.attach_file(ref.models, out / MODEL_CARD_FILE)
     return written

@@ -80,7 +80,9 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     conditional = params.model.conditional
     labels = {"train_labels": y_train, "val_labels": y_val} if conditional else {}
 
-    from pipeline.tracking import logged_models, runs, store  # MLflow loads here, after params and data are checked
+    from pipeline.tracking import logged_models, run_data, store  # MLflow loads here, after params and data are checked
+    from pipeline.tracking.run_file import write_run_ref
+    from pipeline.tracking.run_lifecycle import MODEL_KIND_TAG, training_run
     from pipeline.tracking.studies import StudyTrial, TrialPruned
 
     store.configure()  # an unreachable tracking server fails now, not after Keras' start-up
@@ -95,17 +97,17 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     data = (x_train, y_train) if conditional else (x_train,)
     checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), *data))
     tags = {"dataset": params.data.dataset, "validation_split": split,
-            runs.MODEL_KIND_TAG: model_kind(config.num_classes), **(trial.tags() if trial else {})}
+            MODEL_KIND_TAG: model_kind(config.num_classes), **(trial.tags() if trial else {})}
     logged_params = params.lineage("train")  # later stages log their own, so a run never shows stale ones
-    with runs.training_run(params.train.experiment, logged_params, tags) as run:
+    with training_run(params.train.experiment, logged_params, tags) as run:
         if trial:
             trial.record_run(run.run_id)
-        runs.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
+        run_data.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
         trainer = make_trainer(config)
         logged: set[int] = set()
 
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
-            runs.log_epoch(epoch, logs)
+            run_data.log_epoch(epoch, logs)
             logged.add(epoch)
             bar.update(epoch + 1 - bar.n)
             bar.set_postfix(loss=f"{logs['loss']:.1f}", val_neg_elbo=f"{logs['val_neg_elbo']:.1f}")
@@ -120,15 +122,15 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
             raise
         resumed = [epoch for epoch in range(len(history)) if epoch not in logged]
         for epoch in resumed:
-            runs.log_epoch(epoch, history[epoch])
+            run_data.log_epoch(epoch, history[epoch])
         if resumed:
-            runs.set_tag("resumed_after_epoch", str(len(resumed)))
+            run_data.set_tag("resumed_after_epoch", str(len(resumed)))
         model_ids = logged_models.log_vae_models(trainer.parts.encoder, trainer.parts.decoder,
                                                  example_inputs(trainer.parts, x_train, y_train), step=len(history))
         with atomic_files.atomic_path(model_file) as temporary:
             trainer.vae.save(temporary)
         atomic_files.write_text(history_file, history_csv(history))
-        runs.write_run_ref(run_file, replace(run, models=model_ids))
+        write_run_ref(run_file, replace(run, models=model_ids))
     checkpoint.remove()
     return history, run.run_id
 

@@ -340,7 +340,8 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
 
     from pipeline.data.splits import save_split
     from pipeline.model.vae import build_vae
-    from pipeline.tracking import runs
+    from pipeline.tracking.run_file import write_run_ref
+    from pipeline.tracking.run_lifecycle import training_run
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)
@@ -352,9 +353,9 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
     (tmp_path / "params.yaml").write_text(
         f"data:\n  dataset: fashion_mnist\nmodel:\n  latent_dim: {latent_dim}\n"
         "report:\n  grid_size: 5\n  n_samples: 9\n  n_reconstructions: 4\n")
-    with runs.training_run("report-test", {"model.latent_dim": 2}, {}) as run:
+    with training_run("report-test", {"model.latent_dim": 2}, {}) as run:
         pass
-    runs.write_run_ref(tmp_path / "run.json", run)
+    write_run_ref(tmp_path / "run.json", run)
 
     code = main(["--params", "params.yaml", "--prepared", "prepared", "--model", "vae.keras", "--run", "run.json",
                  "--metrics", "metrics.json", "--history", "history.csv", "--out", "reports"])
@@ -433,7 +434,8 @@ def test_report_renders_the_same_pngs_whatever_mplbackend_or_a_matplotlibrc_says
 
     from pipeline.data.splits import save_split
     from pipeline.model.vae import build_vae
-    from pipeline.tracking import runs
+    from pipeline.tracking.run_file import write_run_ref
+    from pipeline.tracking.run_lifecycle import training_run
 
     x, y = sample_data(60)
     save_split(tmp_path / "prepared", "test", x, y)
@@ -445,9 +447,9 @@ def test_report_renders_the_same_pngs_whatever_mplbackend_or_a_matplotlibrc_says
     (tmp_path / "config" / "matplotlibrc").write_text(HOSTILE_MATPLOTLIBRC)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    with runs.training_run("report-backend-test", {"model.latent_dim": 2}, {}) as run:
+    with training_run("report-backend-test", {"model.latent_dim": 2}, {}) as run:
         pass
-    runs.write_run_ref(tmp_path / "run.json", run)
+    write_run_ref(tmp_path / "run.json", run)
 
     def report(out: str, **settings: str) -> dict[str, bytes]:
         command = [sys.executable, "-m", "pipeline", "report", "--params", "params.yaml", "--prepared", "prepared",

@@ -19,7 +19,7 @@ from pipeline.reporting import figures
 from pipeline.reporting.evidence import deltas, per_class_rows, run_url
 from pipeline.reporting.model_card import CardInputs, Lineage, anchor_id, render_model_card
 from pipeline.reporting.page_sections import Deltas, Evidence
-from pipeline.tracking.runs import RunRef
+from pipeline.tracking.run_file import RunRef
 
 LOCK = """\
 schema: '2.0'

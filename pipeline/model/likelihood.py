@@ -19,8 +19,8 @@ import numpy as np
 from keras import ops
 
 from pipeline.model.compiled import compiled
-from pipeline.model.trained_vae import TrainedVae
 from pipeline.model.losses import kl_loss, reconstruction_loss
+from pipeline.model.trained_vae import TrainedVae
 from pipeline.model.vae import one_hot
 
 ELBO_STREAM, IS_STREAM = 0, 1

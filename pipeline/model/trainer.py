@@ -25,9 +25,9 @@ from pipeline.core.param_sections import IMAGE_PIXELS, TrainParams
 from pipeline.core.params import Params
 from pipeline.data.datasets import DATASETS
 from pipeline.model.checkpoints import EpochCheckpoint
-from pipeline.model.trained_vae import TrainedVae
 from pipeline.model.objective import batch_objective, kl_weight, more_draws
 from pipeline.model.optimizers import make_optimizer, steps_in
+from pipeline.model.trained_vae import TrainedVae
 from pipeline.model.vae import LabelError, build_vae, one_hot
 
 EVAL_BATCH_SIZE = 1000

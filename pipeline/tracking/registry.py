@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.core.model_kind import NAMES, VAE, ModelKind
-from pipeline.tracking.runs import MODEL_KIND_TAG
+from pipeline.core.model_kind import RUN_TAG as MODEL_KIND_TAG
 from pipeline.tracking.store import TrackingError, store_errors
 
 CHAMPION = "champion"

@@ -1,4 +1,4 @@
-"""Where the MLflow store is, and how calls to it fail: the plumbing under ``pipeline.tracking.runs``.
+"""Where the MLflow store is, and how calls to it fail: the plumbing under ``pipeline.tracking``'s run modules.
 
 The default store is a SQLite file at the project root with artifacts beside it, so ``mlflow ui``
 run there shows every run. ``MLFLOW_TRACKING_URI`` points the pipeline at a server instead.
