@@ -72,6 +72,26 @@ def test_keras_already_loaded_on_another_backend_is_refused() -> None:
         select_backend("jax", {})
 
 
+@pytest.mark.parametrize("missing", ["_epoch_totals", "_eval_batch"])
+def test_a_backend_trainer_without_one_of_the_compiled_steps_cannot_be_made(missing: str) -> None:
+    """Each backend compiles both steps; one left out fails at construction, naming it, not in the first epoch."""
+    import numpy as np
+
+    from pipeline.model.trainer import TrainConfig, VaeTrainer
+
+    def step(*args: object) -> np.ndarray:
+        return np.zeros(4)
+
+    steps = {name: step for name in ("_epoch_totals", "_eval_batch") if name != missing}
+    partial = type("PartialTrainer", (VaeTrainer,), steps)
+    config = TrainConfig(latent_dim=2, intermediate_dim=4, epochs=1, batch_size=10, optimizer="sgd",
+                         learning_rate=0.1, beta=1.0, seed=0)
+    with pytest.raises(TypeError, match=f"abstract method.*{missing}"):
+        partial(config)
+    with pytest.raises(TypeError, match="abstract method"):
+        VaeTrainer(config)  # type: ignore[abstract]  # the point: the base class has no steps of its own
+
+
 def stage_env(**changes: str) -> dict[str, str]:
     """This environment without Keras' or DVC's variables, plus ``changes``."""
     env = {key: value for key, value in os.environ.items()

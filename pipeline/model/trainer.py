@@ -9,6 +9,7 @@ differs per backend, in ``tf_loop`` (a ``tf.while_loop``) and ``jax_loop`` (``ja
 Keras stateless API). ``make_trainer`` picks the one of the backend Keras runs on.
 """
 
+import abc
 import math
 import time
 from collections.abc import Callable
@@ -93,7 +94,7 @@ class TrainConfig:
         return bool(self.lr_schedule != "constant" or self.lr_warmup_epochs or self.beta_warmup_epochs)
 
 
-class VaeTrainer:
+class VaeTrainer(abc.ABC):
     """Owns a VAE, its optimizer and the epoch loop; a subclass per backend compiles the steps.
 
     Subclasses implement ``_epoch_totals`` (one epoch's optimizer steps) and ``_eval_batch`` (the loss
@@ -129,15 +130,15 @@ class VaeTrainer:
         return batch_objective(images, logits, z, z_mean, z_log_var, self.config.beta if beta is None else beta,
                                importance_weighted=self.config.objective == "iwae")
 
+    @abc.abstractmethod
     def _epoch_totals(self, images: object, full: np.ndarray | None, tail: np.ndarray | None,
                       labels: object | None) -> np.ndarray:
         """Take one optimizer step per row of ``full`` (batch indices, (steps, batch_size)) and one for ``tail``
         (the partial last batch's indices); return each ``LOSS_NAMES`` term summed over the images, (4,)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _eval_batch(self, images: object, labels: object | None) -> np.ndarray:
         """Batch means of the ``LOSS_NAMES`` terms, (4,), one sampled z per image."""
-        raise NotImplementedError
 
     def _step_beta(self) -> object:
         """β of the optimizer step about to be taken (KL warm-up), read from ``optimizer.iterations``."""
