@@ -12,21 +12,13 @@ import pytest
 from helpers import REPO_ROOT, assert_figures, pipeline_imports
 
 from pipeline.core.params import Params, parse_params
-from pipeline.report import (
-    CAPTIONS,
-    EXPLORER_FILE,
-    HTML_FILE,
-    MODEL_CARD_FILE,
-    ReportError,
-    captions,
-    draw_figures,
-    main,
-    read_history,
-    write_report,
-)
+from pipeline.report import main, read_history
 from pipeline.reporting import figures
+from pipeline.reporting.captions import CAPTIONS, captions
 from pipeline.reporting.explorer import MAX_POINTS, sample_points
+from pipeline.reporting.figure_sets import draw_figures
 from pipeline.reporting.html_page import data_uri
+from pipeline.reporting.report_files import EXPLORER_FILE, HTML_FILE, MODEL_CARD_FILE, ReportError, write_report
 
 FIGURE_SIZES = {
     "manifold.png": figures.MANIFOLD_SIZE,
@@ -209,7 +201,7 @@ def test_a_report_that_cannot_render_leaves_the_previous_one_whole(
         def unwritable(*args: object, **kwargs: object) -> str:
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr("pipeline.report.render_html", unwritable)
+        monkeypatch.setattr("pipeline.reporting.report_files.render_html", unwritable)
     with pytest.raises(ReportError if failing == "explorer" else OSError):
         write_report(small_params(), codec, *sample_data(), {"epoch": [1], "loss": [1.0], "neg_elbo": [1.0],
                                                               "kl_loss": [1.0]}, METRICS, "run-2", tmp_path)
@@ -376,7 +368,7 @@ def test_the_explorer_benchmark_times_the_stages_own_render_steps() -> None:
     """A copy of the stage's steps would drift (no labels for a conditional model, the wrong captions)."""
     benchmark = REPO_ROOT / "benchmarks" / "report_explorer.py"
     imported = pipeline_imports(benchmark)
-    assert "pipeline.report" in imported
+    assert "pipeline.reporting.report_files" in imported
     assert not imported & {"pipeline.reporting.figures", "pipeline.reporting.html_page"}
     source = benchmark.read_text(encoding="utf-8")
     for step in ("render_figures", "render_index", "render_explorer_page", "write_files"):

@@ -14,11 +14,11 @@ from test_report import METRICS, fake_vae, sample_data, small_params
 from test_report_conditional import HISTORY, SpellingCodec
 
 from pipeline.core.params import parse_params
-from pipeline.report import HTML_FILE, MODEL_CARD_FILE, PER_CLASS_FIGURE, write_report
 from pipeline.reporting import figures
 from pipeline.reporting.evidence import deltas, per_class_rows, run_url
 from pipeline.reporting.model_card import CardInputs, Lineage, anchor_id, render_model_card
 from pipeline.reporting.page_sections import Deltas, Evidence
+from pipeline.reporting.report_files import HTML_FILE, MODEL_CARD_FILE, PER_CLASS_FIGURE, write_report
 from pipeline.tracking.run_file import RunRef
 
 LOCK = """\
