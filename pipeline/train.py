@@ -54,8 +54,8 @@ def example_inputs(parts: "TrainedVae", images: "np.ndarray", labels: "np.ndarra
     for the conditional VAE their one-hot ``labels``."""
     rows = slice(0, INPUT_EXAMPLE_ROWS)
     arrays = parts.model_inputs(images[rows], labels[rows] if parts.conditional else None)
-    arrays = arrays if parts.conditional else [arrays]
-    return {tensor.name: array for tensor, array in zip(parts.encoder.inputs, arrays, strict=True)}
+    listed = arrays if isinstance(arrays, list) else [arrays]
+    return {tensor.name: array for tensor, array in zip(parts.encoder.inputs, listed, strict=True)}
 
 
 def summary_line(history: Sequence[EpochLogs], run_id: str) -> str:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.core.git import GitError, git
 from pipeline.core.paths import TEMPORARY_EXPERIMENT_DIR
@@ -47,7 +48,7 @@ def declared_outputs(root: Path, stage: str | None = None) -> list[Output]:
     return [output for entry in chosen if isinstance(entry, dict) for output in _outputs(entry)]
 
 
-def _outputs(stage: dict) -> Iterator[Output]:
+def _outputs(stage: dict[str, Any]) -> Iterator[Output]:
     for kind in OUTPUT_KINDS:
         entries = stage.get(kind)
         for entry in entries if isinstance(entries, list) else []:

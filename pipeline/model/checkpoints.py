@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class EpochCheckpoint:
 
     def save(self, variables: Sequence[Variable], history: Sequence[EpochLogs]) -> None:
         """Store ``variables`` and ``history`` after an epoch."""
-        arrays = {f"v{index}": variable.numpy() for index, variable in enumerate(variables)}
+        arrays: dict[str, Any] = {f"v{index}": variable.numpy() for index, variable in enumerate(variables)}
         meta = json.dumps({"fingerprint": self.fingerprint, "history": list(history)})
         with atomic_files.atomic_path(self.path) as temporary:
             np.savez(temporary, meta=np.array(meta), **arrays)

@@ -72,7 +72,7 @@ class TrainedVae:
         if labels is not None and len(labels) != count:
             raise LabelError(f"{len(labels)} labels for {count} inputs")
 
-    def model_inputs(self, first: np.ndarray, labels: np.ndarray | None) -> object:
+    def model_inputs(self, first: np.ndarray, labels: np.ndarray | None) -> np.ndarray | list[np.ndarray]:
         """``first`` alone for the unconditional VAE, ``[first, one-hot labels]`` for the conditional one.
 
         Raises ``LabelError`` as ``check_labels`` does, or for a label outside the model's classes.
@@ -118,8 +118,8 @@ def load_trained_vae(path: str | Path) -> TrainedVae:
 def _root_cause(error: BaseException) -> str:
     """The innermost message of a chained error, in one short line: Keras buries ``Could not locate class``
     several levels down, and follows it with a dump of the whole layer config."""
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__
+    while (inner := error.__cause__ or error.__context__) is not None:
+        error = inner
     text = str(error).strip()
     unknown = _UNKNOWN_CLASS.search(text)
     if unknown:

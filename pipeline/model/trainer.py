@@ -28,6 +28,7 @@ from pipeline.data.datasets import DATASETS
 from pipeline.model.checkpoints import EpochCheckpoint
 from pipeline.model.objective import batch_objective, kl_weight, more_draws
 from pipeline.model.optimizers import make_optimizer, steps_in
+from pipeline.model.tensors import Tensor
 from pipeline.model.trained_vae import TrainedVae
 from pipeline.model.vae import LabelError, build_vae, one_hot
 
@@ -115,7 +116,8 @@ class VaeTrainer(abc.ABC):
         self.beta_warmup_steps = steps_in(config.beta_warmup_epochs, steps)
         self.optimizer.build(self.vae.trainable_variables)
 
-    def _losses(self, images: object, labels: object | None = None, beta: object | None = None) -> tuple:
+    def _losses(self, images: Tensor, labels: Tensor | None = None,
+                beta: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo) over ``config.z_samples`` draws of z per
         image; ``labels`` one-hot when conditional; ``beta`` the KL weight of this step (``config.beta`` if None).
 
@@ -131,20 +133,20 @@ class VaeTrainer(abc.ABC):
                                importance_weighted=self.config.objective == "iwae")
 
     @abc.abstractmethod
-    def _epoch_totals(self, images: object, full: np.ndarray | None, tail: np.ndarray | None,
-                      labels: object | None) -> np.ndarray:
+    def _epoch_totals(self, images: Tensor, full: np.ndarray | None, tail: np.ndarray | None,
+                      labels: Tensor | None) -> np.ndarray:
         """Take one optimizer step per row of ``full`` (batch indices, (steps, batch_size)) and one for ``tail``
         (the partial last batch's indices); return each ``LOSS_NAMES`` term summed over the images, (4,)."""
 
     @abc.abstractmethod
-    def _eval_batch(self, images: object, labels: object | None) -> np.ndarray:
+    def _eval_batch(self, images: Tensor, labels: Tensor | None) -> np.ndarray:
         """Batch means of the ``LOSS_NAMES`` terms, (4,), one sampled z per image."""
 
-    def _step_beta(self) -> object:
+    def _step_beta(self) -> Tensor:
         """β of the optimizer step about to be taken (KL warm-up), read from ``optimizer.iterations``."""
         return kl_weight(self.optimizer.iterations, self.config.beta, self.beta_warmup_steps)
 
-    def train_epoch(self, images: object, epoch: int, labels: object | None = None) -> EpochLogs:
+    def train_epoch(self, images: Tensor, epoch: int, labels: Tensor | None = None) -> EpochLogs:
         """One pass over ``images`` (and one-hot ``labels``) in a seeded shuffle; the last partial batch too."""
         count, size = int(images.shape[0]), self.config.batch_size
         shuffle = np.random.default_rng([self.config.seed, epoch]).permutation(count).astype(np.int32)
@@ -153,7 +155,7 @@ class VaeTrainer(abc.ABC):
                                     shuffle[full * size :] if count % size else None, labels)
         return dict(zip(LOSS_NAMES, (totals / count).tolist(), strict=True))
 
-    def evaluate(self, images: object, labels: np.ndarray | None = None) -> EpochLogs:
+    def evaluate(self, images: Tensor, labels: np.ndarray | None = None) -> EpochLogs:
         """Loss terms averaged over ``images``, one sampled z per image; class ``labels`` (n,) when conditional."""
         onehot = self.label_inputs(labels, int(images.shape[0]))
         totals = np.zeros(len(LOSS_NAMES))
@@ -163,7 +165,7 @@ class VaeTrainer(abc.ABC):
             totals += self._eval_batch(batch, batch_labels) * int(batch.shape[0])
         return dict(zip(LOSS_NAMES, (totals / int(images.shape[0])).tolist(), strict=True))
 
-    def label_inputs(self, labels: np.ndarray | None, count: int) -> object | None:
+    def label_inputs(self, labels: np.ndarray | None, count: int) -> Tensor | None:
         """One-hot float32 labels (count, num_classes) for a conditional model, ``None`` for an unconditional one.
 
         Raises ``LabelError`` when labels are missing, superfluous, of another length or out of range.

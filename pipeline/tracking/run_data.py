@@ -48,7 +48,7 @@ def log_results(ref: RunRef, metrics: Mapping[str, float], artifacts: Sequence[P
     """
     client = MlflowClient()
     timestamp = int(time.time() * 1000)
-    model_ids = list(ref.models.values()) or [None]
+    model_ids: list[str | None] = [*ref.models.values()] or [None]
     client.log_batch(
         ref.run_id,
         metrics=[Metric(key, float(value), timestamp, 0, model_id=model_id)
@@ -66,9 +66,10 @@ def log_dataset(features: "np.ndarray", name: str, source: Path, context: str) -
     The source is built as MLflow's ``local`` kind: a bare path matches two registered kinds and warns.
     """
     from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+    from mlflow.data.numpy_dataset import from_numpy
 
     local = get_dataset_source_from_json(json.dumps({"uri": str(Path(source).resolve())}), source_type="local")
-    dataset = mlflow.data.from_numpy(features, source=local, name=name)
+    dataset = from_numpy(features, source=local, name=name)
     mlflow.log_input(dataset, context=context)
     mlflow.set_tag(f"dataset.{context}.digest", dataset.digest)
     return dataset.digest

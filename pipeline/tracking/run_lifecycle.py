@@ -15,12 +15,12 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from pipeline.core.model_kind import RUN_TAG
-from pipeline.core.paths import MLFLOW_ARTIFACTS_DIR
+from pipeline.core.paths import MLFLOW_ARTIFACTS_DIR, project_root
 from pipeline.core.processes import process_alive
 from pipeline.tracking.git_state import git_tags
 from pipeline.tracking.run_data import param_value
 from pipeline.tracking.run_file import RunRef
-from pipeline.tracking.store import TrackingError, configure, first_use_lock, project_root, store_errors
+from pipeline.tracking.store import TrackingError, configure, first_use_lock, store_errors
 from pipeline.tracking.studies import STATE_TAG, TrialPruned
 
 PIPELINE_TAG = "pipeline.stage"
