@@ -158,12 +158,12 @@ def checked(settings: TuneSettings, params: Params) -> TuneSettings:
 def _refuse_test_set(settings: TuneSettings, params: Params) -> None:
     """Trials validate on ``data.val_fraction`` of the training images; at 0 the train stage would use test."""
     dimension = settings.space.get(VALIDATION_FRACTION)
-    fractions = [float(value) for value in  # each already parsed as data.val_fraction, a number
-                 (dimension.values() if dimension else (settings.fixed.get(VALIDATION_FRACTION,
-                                                                           params.data.val_fraction),))]
-    if min(fractions) <= 0:
+    fractions = dimension.values() if dimension else (settings.fixed.get(VALIDATION_FRACTION,
+                                                                          params.data.val_fraction),)
+    lowest = min(fractions, key=float)  # each already parsed as data.val_fraction, so a number
+    if float(lowest) <= 0:
         where = f"space.{VALIDATION_FRACTION}" if dimension else f"fixed.{VALIDATION_FRACTION}"
-        raise TuneSettingsError(f"{where}: {min(fractions)} would score trials on the test set; hold out a "
+        raise TuneSettingsError(f"{where}: {lowest} would score trials on the test set; hold out a "
                                 f"validation split from the training images, e.g. --set {VALIDATION_FRACTION}=0.1")
 
 
