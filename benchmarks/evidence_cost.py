@@ -27,7 +27,7 @@ from pipeline.core.params import load_params
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
 from pipeline.evaluate import sample_quality
-from pipeline.model.loading import load_trained_vae
+from pipeline.model.trained_vae import load_trained_vae
 from pipeline.sample_quality.classifier import load_classifier
 
 params = load_params()

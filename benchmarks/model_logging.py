@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.core.paths import MODEL_FILE, PREPARED_DIR
 from pipeline.data.splits import load_split
-from pipeline.model.loading import TrainedVae, load_trained_vae
+from pipeline.model.trained_vae import TrainedVae, load_trained_vae
 from pipeline.tracking.logged_models import log_vae_models
 from pipeline.train import INPUT_EXAMPLE_ROWS
 

@@ -19,8 +19,8 @@ from pipeline.core.params import load_params
 from pipeline.core.paths import MODEL_FILE, PARAMS_FILE, PREPARED_DIR
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
-from pipeline.model.loading import load_trained_vae
-from pipeline.report import (
+from pipeline.model.trained_vae import load_trained_vae
+from pipeline.reporting.report_files import (
     EXPLORER_FILE,
     HTML_FILE,
     render_explorer_page,

@@ -80,7 +80,7 @@ def log_decoder(model_file: Path, folder: Path) -> tuple[str, str]:
     store's URI and the decoder's model URI."""
     import mlflow
 
-    from pipeline.model.loading import load_trained_vae
+    from pipeline.model.trained_vae import load_trained_vae
     from pipeline.tracking.logged_models import log_vae_models
     from pipeline.train import example_inputs
 

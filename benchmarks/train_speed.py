@@ -23,11 +23,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipeline.core.metrics import LOSS_NAMES
 from pipeline.core.params import load_params
 from pipeline.core.paths import PARAMS_FILE, PREPARED_DIR
 from pipeline.data.idx_format import parse_idx
 from pipeline.data.splits import load_split, split_path
-from pipeline.model.losses import LOSS_NAMES, kl_loss, reconstruction_loss
+from pipeline.model.losses import kl_loss, reconstruction_loss
 from pipeline.model.optimizers import make_optimizer
 from pipeline.model.trainer import TrainConfig, make_trainer
 from pipeline.model.vae import build_vae, decoder_logits

@@ -25,15 +25,16 @@ from typing import TYPE_CHECKING
 
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.errors import PipelineError
+from pipeline.core.metrics import read_metrics_file
 from pipeline.core.model_kind import NAMES
-from pipeline.core.params import RegisteredModels, load_params
+from pipeline.core.param_sections import RegisteredModels
+from pipeline.core.params import load_params
 from pipeline.core.paths import METRICS_FILE, MODEL_KIND_FILE, RUN_FILE
 from pipeline.gate.baseline import (
     CannotCompareError,
     baseline_model_kind,
     commit_of,
     read_baseline,
-    read_metrics_file,
     read_model_kind,
 )
 from pipeline.gate.comparison import Row, compare_metrics, failure_summary, format_report
@@ -41,7 +42,7 @@ from pipeline.gate.params_diff import changed_summary, compare_params, format_pa
 from pipeline.gate.summary import RunLink, Side, pull_request_report
 
 if TYPE_CHECKING:
-    from pipeline.tracking.runs import RunRef
+    from pipeline.tracking.run_file import RunRef
 
 DEFAULT_BASELINE = "HEAD"
 
@@ -80,7 +81,7 @@ def _run(args: argparse.Namespace) -> None:
     check = load_params(args.params).check
     run = _training_run(args.run, check.registered_models) if args.promote else None  # fail before any verdict
     tolerances = check.tolerances
-    new = read_metrics_file(args.metrics)
+    new = read_metrics_file(args.metrics, CannotCompareError)
     baseline_label, baseline = read_baseline(args.baseline, args.metrics)
     change = model_change(args)
     rows = compare_metrics(baseline, new, tolerances)
@@ -108,9 +109,10 @@ def _run(args: argparse.Namespace) -> None:
 def _training_run(run_file: Path, names: RegisteredModels) -> "RunRef":
     """The run to promote, checked to exist, to hold a logged model for each registered name, and to be of the
     kind each name's ``champion`` is."""
-    from pipeline.tracking import registry, runs  # MLflow loads only when promoting
+    from pipeline.tracking import registry  # MLflow loads only when promoting
+    from pipeline.tracking.run_file import open_training_run
 
-    run = runs.open_training_run(run_file)
+    run = open_training_run(run_file)
     registry.require_parts(run.models, names.model_dump(), run.run_id)
     registry.require_champion_kind(names.model_dump(), run.run_id)
     return run

@@ -105,7 +105,7 @@ def _run_names(runs: pd.DataFrame) -> pd.Series:
 
 def _run(args: argparse.Namespace) -> None:
     experiment = args.experiment or load_params(args.params).train.experiment
-    from pipeline.tracking.runs import search_runs  # MLflow loads here, not for --help
+    from pipeline.tracking.run_search import search_runs  # MLflow loads here, not for --help
 
     show_table(runs_table(search_runs(experiment), all_params=args.all_params), args.csv, args.markdown,
                layout=grouped_text)

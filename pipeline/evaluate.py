@@ -20,16 +20,17 @@ import numpy as np
 from pipeline.core import atomic_files
 from pipeline.core.backend import select_backend
 from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, require_output
 from pipeline.core.model_kind import describe
-from pipeline.core.params import EvaluateParams, Params, load_params
+from pipeline.core.param_sections import EvaluateParams
+from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CLASSIFIER_FILE, METRICS_FILE, MODEL_KIND_FILE, PER_CLASS_FILE
 from pipeline.data.datasets import DATASETS
 from pipeline.data.splits import load_split
 
 if TYPE_CHECKING:
     from pipeline.model.likelihood import ImageScores
-    from pipeline.model.loading import TrainedVae
+    from pipeline.model.trained_vae import TrainedVae
     from pipeline.sample_quality.classifier import FeatureExtractor
 
 FLOAT_TOLERANCE = 1e-5
@@ -154,15 +155,15 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
     if len(x_test) < params.evaluate.sample_count:
         raise EvaluateInputError(f"{prepared}: the test split has {len(x_test)} images, fewer than "
                                  f"evaluate.sample_count {params.evaluate.sample_count}")
-    for path, stage in ((model_file, "train"), (classifier_file, "classifier")):
-        if not path.is_file():
-            raise EvaluateInputError(f"{path} not found; run the {stage} stage first")
-    from pipeline.tracking import runs  # MLflow loads here, after params and inputs are checked
+    require_output(model_file, "train", EvaluateInputError)
+    require_output(classifier_file, "classifier", EvaluateInputError)
+    from pipeline.tracking.run_data import log_results  # MLflow loads here, after params and inputs are checked
+    from pipeline.tracking.run_file import open_training_run
 
-    run = runs.open_training_run(run_file)
+    run = open_training_run(run_file)
 
     from pipeline.model.likelihood import LikelihoodEstimator  # Keras loads here, after validation
-    from pipeline.model.loading import load_trained_vae
+    from pipeline.model.trained_vae import load_trained_vae
     from pipeline.sample_quality.classifier import load_classifier
 
     trained = load_trained_vae(model_file)
@@ -182,7 +183,7 @@ def evaluate(params: Params, prepared: Path, model_file: Path, run_file: Path, m
     atomic_files.write_json(metrics_file, metrics)
     atomic_files.write_json(model_kind_file, describe(trained.num_classes))
     atomic_files.write_text(per_class_file, per_class)
-    runs.log_results(run, metrics, artifacts=[per_class_file], settings=params.section("evaluate"))
+    log_results(run, metrics, artifacts=[per_class_file], settings=params.section("evaluate"))
     return metrics
 
 

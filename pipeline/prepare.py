@@ -17,8 +17,9 @@ import numpy as np
 
 from pipeline.core.atomic_files import write_json
 from pipeline.core.cli import run_stage, stage_parser
-from pipeline.core.errors import PipelineError
-from pipeline.core.params import DataParams, load_params
+from pipeline.core.errors import PipelineError, require_output
+from pipeline.core.param_sections import DataParams
+from pipeline.core.params import load_params
 from pipeline.core.paths import DATA_STATS_FILE, PREPARED_DIR, RAW_DIR
 from pipeline.data.datasets import DATASETS, DatasetSpec, Role
 from pipeline.data.idx_format import IdxFormatError, read_pair
@@ -42,8 +43,7 @@ def load_raw(raw_dir: Path, spec: DatasetSpec) -> dict[str, tuple[np.ndarray, np
     for split, images_role, labels_role in RAW_SPLITS:
         paths = [folder / spec.files[role].name for role in (images_role, labels_role)]
         for path in paths:
-            if not path.is_file():
-                raise PipelineError(f"{path} not found; run the download stage first")
+            require_output(path, "download")
         raw[split] = read_pair(paths[0], paths[1], num_classes=len(spec.class_names),
                                expected=(spec.files[images_role], spec.files[labels_role]))
     train_shape, test_shape = raw["train"][0].shape[1:], raw["test"][0].shape[1:]

@@ -22,7 +22,8 @@ from tabulate import tabulate
 from pipeline.core import atomic_files
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import ParamsError, TrainParams, flatten, load_params, parse_params
+from pipeline.core.param_sections import TrainParams
+from pipeline.core.params import ParamsError, flatten, load_params, parse_params
 from pipeline.core.paths import RECIPES_DIR
 from pipeline.core.strict_yaml import YamlError, load_yaml
 

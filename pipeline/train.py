@@ -16,6 +16,7 @@ from pipeline.core import atomic_files
 from pipeline.core.backend import select_backend
 from pipeline.core.cli import add_model_paths, progress_bar, run_stage, stage_parser
 from pipeline.core.errors import PipelineError
+from pipeline.core.metrics import EpochLogs
 from pipeline.core.model_kind import model_kind
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import CHECKPOINT_DIR, TRAIN_HISTORY_FILE
@@ -24,8 +25,7 @@ from pipeline.data.splits import load_split
 if TYPE_CHECKING:
     import numpy as np
 
-    from pipeline.model.loading import TrainedVae
-    from pipeline.model.losses import EpochLogs
+    from pipeline.model.trained_vae import TrainedVae
 
 INPUT_EXAMPLE_ROWS = 5
 
@@ -35,7 +35,7 @@ def validation_split(prepared: Path) -> str:
     return "val" if (prepared / "val.npz").exists() else "test"
 
 
-def history_csv(history: Sequence[dict[str, float]]) -> str:
+def history_csv(history: Sequence[EpochLogs]) -> str:
     """The per-epoch losses as CSV with an ``epoch`` column counted from 1.
 
     Wall-clock ``seconds`` stay in MLflow only: the committed CSV changes only when results do.
@@ -54,11 +54,11 @@ def example_inputs(parts: "TrainedVae", images: "np.ndarray", labels: "np.ndarra
     for the conditional VAE their one-hot ``labels``."""
     rows = slice(0, INPUT_EXAMPLE_ROWS)
     arrays = parts.model_inputs(images[rows], labels[rows] if parts.conditional else None)
-    arrays = arrays if parts.conditional else [arrays]
-    return {tensor.name: array for tensor, array in zip(parts.encoder.inputs, arrays, strict=True)}
+    listed = arrays if isinstance(arrays, list) else [arrays]
+    return {tensor.name: array for tensor, array in zip(parts.encoder.inputs, listed, strict=True)}
 
 
-def summary_line(history: Sequence["EpochLogs"], run_id: str) -> str:
+def summary_line(history: Sequence[EpochLogs], run_id: str) -> str:
     """What the stage achieved, in one line: epochs, final losses, speed and the MLflow run."""
     last = history[-1]
     seconds = sum(logs["seconds"] for logs in history) / len(history)
@@ -67,7 +67,7 @@ def summary_line(history: Sequence["EpochLogs"], run_id: str) -> str:
 
 
 def train(params: Params, prepared: Path, model_file: Path, run_file: Path, history_file: Path,
-          checkpoint_dir: Path = CHECKPOINT_DIR) -> tuple[list["EpochLogs"], str]:
+          checkpoint_dir: Path = CHECKPOINT_DIR) -> tuple[list[EpochLogs], str]:
     """Train (resuming a matching checkpoint), then write the model, run reference and history atomically.
 
     Returns the per-epoch logs (resumed epochs included) and the MLflow run id. Keras runs on
@@ -80,7 +80,9 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     conditional = params.model.conditional
     labels = {"train_labels": y_train, "val_labels": y_val} if conditional else {}
 
-    from pipeline.tracking import logged_models, runs, store  # MLflow loads here, after params and data are checked
+    from pipeline.tracking import logged_models, run_data, store  # MLflow loads here, after params and data are checked
+    from pipeline.tracking.run_file import write_run_ref
+    from pipeline.tracking.run_lifecycle import MODEL_KIND_TAG, training_run
     from pipeline.tracking.studies import StudyTrial, TrialPruned
 
     store.configure()  # an unreachable tracking server fails now, not after Keras' start-up
@@ -95,17 +97,17 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
     data = (x_train, y_train) if conditional else (x_train,)
     checkpoint = EpochCheckpoint(checkpoint_dir / "train.npz", fingerprint(asdict(config), *data))
     tags = {"dataset": params.data.dataset, "validation_split": split,
-            runs.MODEL_KIND_TAG: model_kind(config.num_classes), **(trial.tags() if trial else {})}
+            MODEL_KIND_TAG: model_kind(config.num_classes), **(trial.tags() if trial else {})}
     logged_params = params.lineage("train")  # later stages log their own, so a run never shows stale ones
-    with runs.training_run(params.train.experiment, logged_params, tags) as run:
+    with training_run(params.train.experiment, logged_params, tags) as run:
         if trial:
             trial.record_run(run.run_id)
-        runs.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
+        run_data.log_dataset(x_train, params.data.dataset, prepared / "train.npz", context="training")
         trainer = make_trainer(config)
         logged: set[int] = set()
 
         def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
-            runs.log_epoch(epoch, logs)
+            run_data.log_epoch(epoch, logs)
             logged.add(epoch)
             bar.update(epoch + 1 - bar.n)
             bar.set_postfix(loss=f"{logs['loss']:.1f}", val_neg_elbo=f"{logs['val_neg_elbo']:.1f}")
@@ -120,15 +122,15 @@ def train(params: Params, prepared: Path, model_file: Path, run_file: Path, hist
             raise
         resumed = [epoch for epoch in range(len(history)) if epoch not in logged]
         for epoch in resumed:
-            runs.log_epoch(epoch, history[epoch])
+            run_data.log_epoch(epoch, history[epoch])
         if resumed:
-            runs.set_tag("resumed_after_epoch", str(len(resumed)))
+            run_data.set_tag("resumed_after_epoch", str(len(resumed)))
         model_ids = logged_models.log_vae_models(trainer.parts.encoder, trainer.parts.decoder,
                                                  example_inputs(trainer.parts, x_train, y_train), step=len(history))
         with atomic_files.atomic_path(model_file) as temporary:
             trainer.vae.save(temporary)
         atomic_files.write_text(history_file, history_csv(history))
-        runs.write_run_ref(run_file, replace(run, models=model_ids))
+        write_run_ref(run_file, replace(run, models=model_ids))
     checkpoint.remove()
     return history, run.run_id
 

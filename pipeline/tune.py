@@ -87,11 +87,13 @@ def _run(args: argparse.Namespace) -> None:
     root = project_root()
     url = str(root / JOURNAL_FILE)
     settings = _study_settings(args, url, budget=args.trials)
+    from optuna.trial import TrialState
+
     from pipeline.tuning import study as studies
 
     study = _open(url, args.study, settings, args.params)
     studies.top_up(study, args.trials or study.user_attrs[studies.BUDGET_ATTR])
-    waiting = len(study.get_trials(deepcopy=False, states=(studies.TrialState.WAITING,)))
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     print(f"tune: study {args.study}: {waiting} trials to run with {args.workers} workers "
           f"(storage {JOURNAL_FILE})", flush=True)
     command = [sys.executable, "-m", "pipeline", "tune", "worker", "--study", args.study, "--storage", url,
@@ -112,7 +114,7 @@ def _run(args: argparse.Namespace) -> None:
         raise PipelineError(f"{sum(code != 0 for code in codes)} of {len(codes)} workers failed; see their lines above")
 
 
-def _stop(workers: list[subprocess.Popen]) -> None:
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
     """Ctrl-C each worker's process group (worker, DVC, stage) as a terminal would; kill what outlives the wait."""
     for worker in workers:
         if worker.poll() is None:
@@ -140,7 +142,7 @@ def _experiment(study: "optuna.Study", params: Path) -> str:
 def _summary(study: "optuna.Study") -> None:
     from pipeline.tracking.studies import PARENT_RUN_ATTR
     from pipeline.tracking.study_runs import record_best
-    from pipeline.tuning.results import best_trial
+    from pipeline.tuning.results import best_trial, objective_value
     from pipeline.tuning.worker import EXPERIMENT_ATTR
 
     states = [trial.state.name.lower().replace("fail", "failed") for trial in study.get_trials(deepcopy=False)]
@@ -150,7 +152,7 @@ def _summary(study: "optuna.Study") -> None:
         print(f"tune: study {study.study_name}: {counts}; no complete trial")
         return
     name = best.user_attrs.get(EXPERIMENT_ATTR, "")
-    record_best(study.user_attrs[PARENT_RUN_ATTR], best.value, best.number, name)
+    record_best(study.user_attrs[PARENT_RUN_ATTR], objective_value(best), best.number, name)
     print(f"tune: study {study.study_name}: {counts}; best {name} val_neg_elbo {best.value:.2f} "
           f"({', '.join(f'{key}={value}' for key, value in best.params.items())})")
 
@@ -208,10 +210,10 @@ def _apply(args: argparse.Namespace) -> None:
         raise PipelineError(f"{name} ran on commit {studied[:8]}, HEAD is {head[:8]}: dvc exp apply brings back the "
                             f"experiment's whole tree, code included; git checkout {studied[:8]} first, or pass "
                             "--force to take its files as they were")
-    listed = here.run("dvc", "exp", "list", "--name-only", "--all-commits").stdout.split()
+    listed = here.dvc("exp", "list", "--name-only", "--all-commits").stdout.split()
     if name not in listed:  # run on another host: fetch it from the git remote (and its outputs from DVC's)
-        here.run("dvc", "exp", "pull", "origin", name)
-    applied = here.run("dvc", "exp", "apply", name, check=False)
+        here.dvc("exp", "pull", "origin", name)
+    applied = here.dvc("exp", "apply", name, check=False)
     output = applied.stdout + applied.stderr
     # The experiment's dvc.lock still names the outputs of the stages after train at the baseline; DVC applies
     # params and lock first, then fails to check out those outputs where they were never built. dvc repro will.

@@ -42,7 +42,7 @@ def pipeline_imports(path: Path, top_level_only: bool = False) -> set[str]:
     """The ``pipeline`` modules a source file imports (at the top or, unless ``top_level_only``, inside
     functions), as dotted names.
 
-    ``from pipeline.tracking import runs`` names the module ``pipeline.tracking.runs`` when that is a
+    ``from pipeline.tracking import store`` names the module ``pipeline.tracking.store`` when that is a
     module, else the package ``pipeline.tracking``.
     """
     found: set[str] = set()
@@ -111,7 +111,7 @@ def logged_in_store(root: Path, experiment: str, encoder: object, decoder: objec
     import mlflow
 
     from pipeline.tracking import logged_models
-    from pipeline.tracking.runs import ensure_experiment
+    from pipeline.tracking.run_lifecycle import ensure_experiment
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     previous = mlflow.get_tracking_uri()

@@ -72,6 +72,26 @@ def test_keras_already_loaded_on_another_backend_is_refused() -> None:
         select_backend("jax", {})
 
 
+@pytest.mark.parametrize("missing", ["_epoch_totals", "_eval_batch"])
+def test_a_backend_trainer_without_one_of_the_compiled_steps_cannot_be_made(missing: str) -> None:
+    """Each backend compiles both steps; one left out fails at construction, naming it, not in the first epoch."""
+    import numpy as np
+
+    from pipeline.model.trainer import TrainConfig, VaeTrainer
+
+    def step(*args: object) -> np.ndarray:
+        return np.zeros(4)
+
+    steps = {name: step for name in ("_epoch_totals", "_eval_batch") if name != missing}
+    partial = type("PartialTrainer", (VaeTrainer,), steps)
+    config = TrainConfig(latent_dim=2, intermediate_dim=4, epochs=1, batch_size=10, optimizer="sgd",
+                         learning_rate=0.1, beta=1.0, seed=0)
+    with pytest.raises(TypeError, match=f"abstract method.*{missing}"):
+        partial(config)
+    with pytest.raises(TypeError, match="abstract method"):
+        VaeTrainer(config)  # type: ignore[abstract]  # the point: the base class has no steps of its own
+
+
 def stage_env(**changes: str) -> dict[str, str]:
     """This environment without Keras' or DVC's variables, plus ``changes``."""
     env = {key: value for key, value in os.environ.items()
@@ -181,7 +201,7 @@ def test_loss_terms_and_a_training_epoch_agree_between_backends_given_the_same_w
 
 def _likelihood(num_classes: int) -> dict[str, np.ndarray]:
     from pipeline.model.likelihood import LikelihoodEstimator
-    from pipeline.model.loading import TrainedVae
+    from pipeline.model.trained_vae import TrainedVae
 
     images, labels = synthetic_digits(70, seed=13)
     estimator = LikelihoodEstimator(TrainedVae(_vae_with_shared_weights(num_classes, quiet_sampling=False)),
@@ -226,7 +246,7 @@ def _train_and_save(backend: str, num_classes: int, path: Path) -> tuple[np.ndar
 @pytest.mark.parametrize("num_classes", [0, 10], ids=["vae", "cvae"])
 def test_a_saved_model_from_either_backend_loads_in_a_tensorflow_process_and_answers_alike(
         backend: str, num_classes: int, tmp_path: Path) -> None:
-    from pipeline.model.loading import load_trained_vae
+    from pipeline.model.trained_vae import load_trained_vae
 
     z_mean, pixels = on_backend(backend, _train_and_save, backend, num_classes, tmp_path / "vae.keras")
     loaded = load_trained_vae(tmp_path / "vae.keras")
@@ -279,7 +299,7 @@ def test_a_jax_run_logs_its_backend_and_models_that_load_with_mlflow_in_a_tensor
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline.model.loading import load_trained_vae
+    from pipeline.model.trained_vae import load_trained_vae
 
     root, _ = jax_pipeline
     uri = f"sqlite:///{root}/mlflow.db"

@@ -10,7 +10,7 @@ import pytest
 from helpers import markdown_lines, markdown_tables
 
 from pipeline.check import main
-from pipeline.core.params import Tolerance
+from pipeline.core.param_sections import Tolerance
 from pipeline.gate.comparison import Row, compare_metrics, format_table, verdict
 
 LOWER = Tolerance(higher_is_better=False, tolerance=1.0)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline.compare import main, runs_table
-from pipeline.tracking.runs import search_runs
+from pipeline.tracking.run_search import search_runs
 
 EXPERIMENT = "vae-compare-test"
 

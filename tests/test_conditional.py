@@ -15,7 +15,7 @@ from test_train_stage import run_in, write_project
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import parse_params
 from pipeline.model.likelihood import ELBO_STREAM, IS_STREAM, LikelihoodEstimator, latent_noise
-from pipeline.model.loading import TrainedVae, load_trained_vae
+from pipeline.model.trained_vae import TrainedVae, load_trained_vae
 from pipeline.model.trainer import TrainConfig, make_trainer
 from pipeline.model.vae import IMAGE_PIXELS, LabelError, build_vae, decoder_logits, one_hot
 

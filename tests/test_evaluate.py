@@ -19,10 +19,11 @@ from pipeline.model.likelihood import (
     latent_noise,
     log_mean_exp,
 )
-from pipeline.model.loading import TrainedVae
+from pipeline.model.trained_vae import TrainedVae
 from pipeline.model.vae import IMAGE_PIXELS, build_vae
 from pipeline.sample_quality.classifier import build_classifier
-from pipeline.tracking import runs
+from pipeline.tracking.run_file import write_run_ref
+from pipeline.tracking.run_lifecycle import training_run
 
 LATENT, HIDDEN = 2, 8
 
@@ -223,9 +224,9 @@ def test_stage_writes_metrics_and_per_class_and_adds_them_to_the_training_run(
     params.write_text("model: {latent_dim: 2, intermediate_dim: 8}\ntrain: {beta: 0.5}\n"
                       "evaluate: {elbo_samples: 2, is_samples: 8, batch_size: 16, seed: 0, sample_count: 30,"
                       " bootstrap_resamples: 4}\n")
-    with runs.training_run("evaluate-test", {"model.latent_dim": 2}, {}) as run:
+    with training_run("evaluate-test", {"model.latent_dim": 2}, {}) as run:
         pass
-    runs.write_run_ref(tmp_path / "run.json", run)
+    write_run_ref(tmp_path / "run.json", run)
     metrics_file, per_class_file = tmp_path / "reports" / "metrics.json", tmp_path / "reports" / "per_class.csv"
     code = main(["--params", str(params), "--prepared", "prepared", "--model", "vae.keras", "--run", "run.json",
                  "--classifier", "classifier.keras", "--metrics", str(metrics_file),

@@ -69,7 +69,7 @@ def random_decoder(n_inputs: int, seed: int, n_hidden: int = 256, n_pixels: int 
 def keras_decoder(latent_dim: int, seed: int) -> tuple[DecoderWeights, Decode]:
     """A Keras VAE of the pipeline's architecture with ``random_decoder`` weights: what the page embeds, the
     weights as the loading helper gives them to the report, and the Keras decoder's batched predict."""
-    from pipeline.model.loading import TrainedVae
+    from pipeline.model.trained_vae import TrainedVae
     from pipeline.model.vae import build_vae
 
     vae = TrainedVae(build_vae(latent_dim, 256, seed=0))

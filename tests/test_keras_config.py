@@ -34,7 +34,7 @@ STAGES = textwrap.dedent("""
     from pipeline.evaluate import main as evaluate
     assert train(["--params", "params.yaml"]) == 0
     assert evaluate(["--params", "params.yaml"]) == 0
-    from pipeline.model.loading import load_trained_vae
+    from pipeline.model.trained_vae import load_trained_vae
     images = np.load("images.npy")
     z_mean = load_trained_vae("models/vae.keras").encode_mean(images)
     np.save("z_mean.npy", z_mean)

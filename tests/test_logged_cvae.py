@@ -25,7 +25,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A tiny conditional VAE and its three logged models in a SQLite store."""
     import keras
 
-    from pipeline.model.loading import TrainedVae
+    from pipeline.model.trained_vae import TrainedVae
     from pipeline.model.vae import build_vae
     from pipeline.train import example_inputs
 

@@ -174,7 +174,7 @@ def test_an_answer_that_is_not_finite_is_refused_not_returned() -> None:
 def test_the_loader_copied_into_each_model_needs_only_keras_numpy_and_mlflow() -> None:
     loader = REPO_ROOT / "pipeline" / "tracking" / "keras_pyfunc.py"
     assert pipeline_imports(loader) == set()
-    assert top_level_imports(loader) <= {"os", "numpy", "mlflow"}
+    assert top_level_imports(loader) <= {"os", "typing", "numpy", "mlflow"}  # standard library, and what serving has
 
 
 def test_pyfunc_predict_in_python_refuses_non_finite_arrays_too(loaded: dict, trained: dict) -> None:

@@ -14,8 +14,8 @@ import tensorflow as tf
 from helpers import REPO_ROOT
 
 from pipeline.core.errors import PipelineError
-from pipeline.model.loading import ModelLoadError, load_trained_vae
 from pipeline.model.losses import kl_loss, reconstruction_loss
+from pipeline.model.trained_vae import ModelLoadError, load_trained_vae
 from pipeline.model.vae import IMAGE_PIXELS, Sampling, build_vae, decoder_logits
 
 LATENT_DIM, INTERMEDIATE_DIM = 2, 32

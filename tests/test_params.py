@@ -11,7 +11,8 @@ import pydantic
 import pytest
 from helpers import REPO_ROOT
 
-from pipeline.core.params import STAGE_PARAMS, DatasetName, Params, ParamsError, load_params
+from pipeline.core.param_sections import DatasetName
+from pipeline.core.params import STAGE_PARAMS, Params, ParamsError, load_params
 from pipeline.data.datasets import DATASETS
 
 # case -> (params.yaml text, the dotted key the error names, what the error says is allowed, as a regex)
@@ -97,7 +98,7 @@ BAD_PARAMS = {
         "evaluate:\n  seed: 4294967296\n", "evaluate.seed", "less than or equal to 4294967295"),
     "report-seed-beyond-32-bits": ("report:\n  seed: 18446744073709551616\n", "report.seed", "less than or equal"),
     "train-seed-negative": ("train:\n  seed: -1\n", "train.seed", "greater than or equal to 0"),
-    # Sizes beyond what this pipeline can run (the bounds are explained in pipeline/core/params.py).
+    # Sizes beyond what this pipeline can run (the bounds are explained in pipeline/core/param_sections.py).
     "epochs-too-many": ("train:\n  epochs: 10001\n", "train.epochs", "less than or equal to 10000"),
     "batch-size-beyond-training-set": (
         "train:\n  batch_size: 60001\n", "train.batch_size", "less than or equal to 60000"),

@@ -9,7 +9,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from pipeline.check import main
-from pipeline.core.params import Tolerance
+from pipeline.core.param_sections import Tolerance
 from pipeline.gate.comparison import compare_metrics
 from pipeline.gate.params_diff import ParamsDiff
 from pipeline.gate.summary import MARKER, RunLink, Side, cell, fixed, pull_request_report

@@ -11,7 +11,8 @@ import pytest
 from helpers import REPO_ROOT
 
 from pipeline import recipe
-from pipeline.core.params import Params, TrainParams, load_params
+from pipeline.core.param_sections import TrainParams
+from pipeline.core.params import Params, load_params
 from pipeline.core.strict_yaml import load_yaml
 
 SHIPPED = REPO_ROOT / "recipes"

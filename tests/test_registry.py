@@ -131,7 +131,7 @@ check:
 @pytest.fixture
 def project(client: object, tmp_path: Path, store_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """params.yaml, a baseline metrics file and ``models/run.json`` naming a run with logged models."""
-    from pipeline.tracking.runs import RunRef, write_run_ref
+    from pipeline.tracking.run_file import RunRef, write_run_ref
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store_copy}")
     (tmp_path / "params.yaml").write_text(PARAMS_YAML)

@@ -12,21 +12,13 @@ import pytest
 from helpers import REPO_ROOT, assert_figures, pipeline_imports
 
 from pipeline.core.params import Params, parse_params
-from pipeline.report import (
-    CAPTIONS,
-    EXPLORER_FILE,
-    HTML_FILE,
-    MODEL_CARD_FILE,
-    ReportError,
-    captions,
-    draw_figures,
-    main,
-    read_history,
-    write_report,
-)
+from pipeline.report import main, read_history
 from pipeline.reporting import figures
+from pipeline.reporting.captions import CAPTIONS, captions
 from pipeline.reporting.explorer import MAX_POINTS, sample_points
+from pipeline.reporting.figure_sets import draw_figures
 from pipeline.reporting.html_page import data_uri
+from pipeline.reporting.report_files import EXPLORER_FILE, HTML_FILE, MODEL_CARD_FILE, ReportError, write_report
 
 FIGURE_SIZES = {
     "manifold.png": figures.MANIFOLD_SIZE,
@@ -209,7 +201,7 @@ def test_a_report_that_cannot_render_leaves_the_previous_one_whole(
         def unwritable(*args: object, **kwargs: object) -> str:
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr("pipeline.report.render_html", unwritable)
+        monkeypatch.setattr("pipeline.reporting.report_files.render_html", unwritable)
     with pytest.raises(ReportError if failing == "explorer" else OSError):
         write_report(small_params(), codec, *sample_data(), {"epoch": [1], "loss": [1.0], "neg_elbo": [1.0],
                                                               "kl_loss": [1.0]}, METRICS, "run-2", tmp_path)
@@ -340,7 +332,8 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
 
     from pipeline.data.splits import save_split
     from pipeline.model.vae import build_vae
-    from pipeline.tracking import runs
+    from pipeline.tracking.run_file import write_run_ref
+    from pipeline.tracking.run_lifecycle import training_run
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)
@@ -352,9 +345,9 @@ def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
     (tmp_path / "params.yaml").write_text(
         f"data:\n  dataset: fashion_mnist\nmodel:\n  latent_dim: {latent_dim}\n"
         "report:\n  grid_size: 5\n  n_samples: 9\n  n_reconstructions: 4\n")
-    with runs.training_run("report-test", {"model.latent_dim": 2}, {}) as run:
+    with training_run("report-test", {"model.latent_dim": 2}, {}) as run:
         pass
-    runs.write_run_ref(tmp_path / "run.json", run)
+    write_run_ref(tmp_path / "run.json", run)
 
     code = main(["--params", "params.yaml", "--prepared", "prepared", "--model", "vae.keras", "--run", "run.json",
                  "--metrics", "metrics.json", "--history", "history.csv", "--out", "reports"])
@@ -375,7 +368,7 @@ def test_the_explorer_benchmark_times_the_stages_own_render_steps() -> None:
     """A copy of the stage's steps would drift (no labels for a conditional model, the wrong captions)."""
     benchmark = REPO_ROOT / "benchmarks" / "report_explorer.py"
     imported = pipeline_imports(benchmark)
-    assert "pipeline.report" in imported
+    assert "pipeline.reporting.report_files" in imported
     assert not imported & {"pipeline.reporting.figures", "pipeline.reporting.html_page"}
     source = benchmark.read_text(encoding="utf-8")
     for step in ("render_figures", "render_index", "render_explorer_page", "write_files"):
@@ -433,7 +426,8 @@ def test_report_renders_the_same_pngs_whatever_mplbackend_or_a_matplotlibrc_says
 
     from pipeline.data.splits import save_split
     from pipeline.model.vae import build_vae
-    from pipeline.tracking import runs
+    from pipeline.tracking.run_file import write_run_ref
+    from pipeline.tracking.run_lifecycle import training_run
 
     x, y = sample_data(60)
     save_split(tmp_path / "prepared", "test", x, y)
@@ -445,9 +439,9 @@ def test_report_renders_the_same_pngs_whatever_mplbackend_or_a_matplotlibrc_says
     (tmp_path / "config" / "matplotlibrc").write_text(HOSTILE_MATPLOTLIBRC)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    with runs.training_run("report-backend-test", {"model.latent_dim": 2}, {}) as run:
+    with training_run("report-backend-test", {"model.latent_dim": 2}, {}) as run:
         pass
-    runs.write_run_ref(tmp_path / "run.json", run)
+    write_run_ref(tmp_path / "run.json", run)
 
     def report(out: str, **settings: str) -> dict[str, bytes]:
         command = [sys.executable, "-m", "pipeline", "report", "--params", "params.yaml", "--prepared", "prepared",

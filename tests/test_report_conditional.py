@@ -11,8 +11,10 @@ from helpers import assert_figures
 from PIL import Image
 from test_report import METRICS, sample_data, small_params, tile
 
-from pipeline.report import CONDITIONAL_CAPTIONS, EXPLORER_FILE, HTML_FILE, draw_figures, write_report
 from pipeline.reporting import conditional_figures, figures
+from pipeline.reporting.captions import CONDITIONAL_CAPTIONS
+from pipeline.reporting.figure_sets import draw_figures
+from pipeline.reporting.report_files import EXPLORER_FILE, HTML_FILE, write_report
 
 CLASSES = 10
 FIGURE_SIZES = {
@@ -128,7 +130,7 @@ def test_conditional_report_writes_the_same_files_at_fixed_sizes_with_their_capt
 
 @pytest.mark.slow
 def test_a_trained_conditional_vae_draws_every_figure(tmp_path: Path) -> None:
-    from pipeline.model.loading import TrainedVae
+    from pipeline.model.trained_vae import TrainedVae
     from pipeline.model.vae import build_vae
 
     x, y = sample_data(60)

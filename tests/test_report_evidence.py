@@ -14,12 +14,12 @@ from test_report import METRICS, fake_vae, sample_data, small_params
 from test_report_conditional import HISTORY, SpellingCodec
 
 from pipeline.core.params import parse_params
-from pipeline.report import HTML_FILE, MODEL_CARD_FILE, PER_CLASS_FIGURE, write_report
 from pipeline.reporting import figures
 from pipeline.reporting.evidence import deltas, per_class_rows, run_url
 from pipeline.reporting.model_card import CardInputs, Lineage, anchor_id, render_model_card
 from pipeline.reporting.page_sections import Deltas, Evidence
-from pipeline.tracking.runs import RunRef
+from pipeline.reporting.report_files import HTML_FILE, MODEL_CARD_FILE, PER_CLASS_FIGURE, write_report
+from pipeline.tracking.run_file import RunRef
 
 LOCK = """\
 schema: '2.0'
@@ -94,7 +94,7 @@ def test_a_bad_manifold_range_param_is_refused(text: str, reason: str) -> None:
 
 def evidence(tmp_path: Path) -> Evidence:
     rows = [(str(k), 150.0 + 3 * k) for k in range(10)]
-    from pipeline.core.params import Tolerance
+    from pipeline.core.param_sections import Tolerance
     from pipeline.gate.comparison import compare_metrics
 
     gated = compare_metrics({"test_neg_elbo": 160.0, "active_units": 2}, {"test_neg_elbo": 165.0, "active_units": 2},

@@ -26,9 +26,10 @@ from pipeline.core.params import parse_params
 from pipeline.core.paths import CHECKPOINT_DIR, MODEL_FILE, RUN_FILE, TRAIN_HISTORY_FILE
 from pipeline.data.splits import save_split
 from pipeline.model.checkpoints import EpochCheckpoint, fingerprint
-from pipeline.model.loading import load_trained_vae
+from pipeline.model.trained_vae import load_trained_vae
 from pipeline.model.trainer import TrainConfig, make_trainer
-from pipeline.tracking import runs
+from pipeline.tracking.run_lifecycle import HOST_TAG, PID_TAG, PIPELINE_TAG, ensure_experiment, fail_abandoned_runs
+from pipeline.tracking.store import configure
 
 CHECKPOINT_FILE = CHECKPOINT_DIR / "train.npz"
 EPOCHS = 4
@@ -189,8 +190,8 @@ def test_fail_abandoned_runs_spares_live_processes_other_hosts_and_non_training_
     shutil.copyfile(empty_store, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)
-    runs.configure()
-    experiment_id = runs.ensure_experiment("vae-abandoned")
+    configure()
+    experiment_id = ensure_experiment("vae-abandoned")
     client = MlflowClient()
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
@@ -199,14 +200,14 @@ def test_fail_abandoned_runs_spares_live_processes_other_hosts_and_non_training_
     def running(tags: dict[str, str]) -> str:
         return client.create_run(experiment_id, tags=tags).info.run_id
 
-    alive = running({runs.PIPELINE_TAG: "train", runs.HOST_TAG: here, runs.PID_TAG: str(os.getpid())})
-    elsewhere = running({runs.PIPELINE_TAG: "train", runs.HOST_TAG: f"not-{here}",
-                         runs.PID_TAG: str(finished.pid)})
-    by_hand = running({runs.HOST_TAG: here, runs.PID_TAG: str(finished.pid)})
-    abandoned = running({runs.PIPELINE_TAG: "train", runs.HOST_TAG: here,
-                         runs.PID_TAG: str(finished.pid)})
+    alive = running({PIPELINE_TAG: "train", HOST_TAG: here, PID_TAG: str(os.getpid())})
+    elsewhere = running({PIPELINE_TAG: "train", HOST_TAG: f"not-{here}",
+                         PID_TAG: str(finished.pid)})
+    by_hand = running({HOST_TAG: here, PID_TAG: str(finished.pid)})
+    abandoned = running({PIPELINE_TAG: "train", HOST_TAG: here,
+                         PID_TAG: str(finished.pid)})
 
-    assert runs.fail_abandoned_runs(experiment_id) == [abandoned]
+    assert fail_abandoned_runs(experiment_id) == [abandoned]
 
     for run_id in (alive, elsewhere, by_hand):
         run = client.get_run(run_id)

@@ -18,8 +18,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.core.params import Params
-from pipeline.tracking import runs, store
-from pipeline.tracking.runs import RunRef, TrackingError
+from pipeline.tracking import store
+from pipeline.tracking.git_state import git_tags
+from pipeline.tracking.run_data import log_epoch, log_results
+from pipeline.tracking.run_file import RunRef, open_training_run, read_run_ref, write_run_ref
+from pipeline.tracking.run_lifecycle import PIPELINE_TAG, ensure_experiment, training_run
+from pipeline.tracking.store import TrackingError, configure, project_root
 
 SERVER_START_TIMEOUT_S = 180.0
 
@@ -76,18 +80,18 @@ def only_run(experiment: str) -> mlflow.entities.Run:
 
 def test_project_root_strips_dvc_temporary_experiment_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DVC_ROOT", "/x/repo/.dvc/tmp/exps/tmpabc")
-    assert runs.project_root() == Path("/x/repo")
+    assert project_root() == Path("/x/repo")
 
 
 def test_project_root_is_dvc_root_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     elsewhere = tmp_path / "checkout"
     elsewhere.mkdir()
     monkeypatch.setenv("DVC_ROOT", str(elsewhere))
-    assert runs.project_root() == elsewhere.resolve()
+    assert project_root() == elsewhere.resolve()
 
 
 def test_project_root_is_working_directory_without_dvc_root(tmp_path: Path) -> None:
-    assert runs.project_root() == tmp_path.resolve()
+    assert project_root() == tmp_path.resolve()
 
 
 def test_project_root_strips_temporary_copy_used_as_working_directory(
@@ -96,7 +100,7 @@ def test_project_root_strips_temporary_copy_used_as_working_directory(
     copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"
     copy.mkdir(parents=True)
     monkeypatch.chdir(copy)
-    assert runs.project_root() == (tmp_path / "repo").resolve()
+    assert project_root() == (tmp_path / "repo").resolve()
 
 
 def test_default_tracking_uri_is_sqlite_file_at_project_root() -> None:
@@ -108,7 +112,7 @@ def test_configure_without_tracking_uri_uses_store_of_real_root_from_temporary_c
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"))
-    uri = runs.configure()
+    uri = configure()
     assert uri == f"sqlite:///{tmp_path.resolve()}/repo/mlflow.db"
     assert mlflow.get_tracking_uri() == uri
 
@@ -155,18 +159,18 @@ def test_relative_sqlite_uri_lands_the_run_in_the_project_store_not_in_the_tempo
     monkeypatch.chdir(copy)
     monkeypatch.setenv("DVC_ROOT", str(copy))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    with runs.training_run("vae-relative", {}, {}) as ref:
+    with training_run("vae-relative", {}, {}) as ref:
         pass
-    runs.write_run_ref(copy / "run.json", ref)
+    write_run_ref(copy / "run.json", ref)
     assert ref.tracking_uri == f"sqlite:///{root.resolve()}/mlflow.db"
     assert not (copy / "mlflow.db").exists()
     stored = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db").get_run(ref.run_id)
     assert stored.info.status == "FINISHED"
-    assert runs.open_training_run(copy / "run.json") == ref
+    assert open_training_run(copy / "run.json") == ref
 
 
 def test_configure_prefers_mlflow_tracking_uri(sqlite_store: str) -> None:
-    assert runs.configure(root=Path("/elsewhere")) == sqlite_store
+    assert configure(root=Path("/elsewhere")) == sqlite_store
     assert mlflow.get_tracking_uri() == sqlite_store
 
 
@@ -175,7 +179,7 @@ def test_configure_fails_fast_with_one_line_naming_an_unreachable_server(monkeyp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     started = time.monotonic()
     with pytest.raises(TrackingError) as raised:
-        runs.configure()
+        configure()
     assert time.monotonic() - started < 4.0
     message = str(raised.value)
     assert uri in message
@@ -183,9 +187,9 @@ def test_configure_fails_fast_with_one_line_naming_an_unreachable_server(monkeyp
 
 
 def test_ensure_experiment_creates_once_and_returns_same_id(tmp_path: Path) -> None:
-    runs.configure()
-    first = runs.ensure_experiment("vae-test")
-    assert runs.ensure_experiment("vae-test") == first
+    configure()
+    first = ensure_experiment("vae-test")
+    assert ensure_experiment("vae-test") == first
     experiments = [e for e in MlflowClient().search_experiments() if e.name == "vae-test"]
     assert [e.experiment_id for e in experiments] == [first]
     assert experiments[0].artifact_location == (tmp_path.resolve() / "mlartifacts").as_uri()
@@ -195,29 +199,29 @@ def test_ensure_experiment_in_temporary_copy_keeps_artifacts_under_real_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"))
-    runs.configure()
-    experiment_id = runs.ensure_experiment("vae-test")
+    configure()
+    experiment_id = ensure_experiment("vae-test")
     location = MlflowClient().get_experiment(experiment_id).artifact_location
     assert location == (tmp_path.resolve() / "repo" / "mlartifacts").as_uri()
 
 
 def test_experiment_opens_in_the_model_training_view_unless_someone_chose_another() -> None:
-    runs.configure()
+    configure()
     client = MlflowClient()
-    experiment_id = runs.ensure_experiment("vae-test")
+    experiment_id = ensure_experiment("vae-test")
     assert client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "genai_development")
-    runs.ensure_experiment("vae-test")
+    ensure_experiment("vae-test")
     assert client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "genai_development"
     older = client.create_experiment("made-before-kinds")
-    runs.ensure_experiment("made-before-kinds")
+    ensure_experiment("made-before-kinds")
     assert client.get_experiment(older).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_training_run_in_experiment_deleted_from_ui_raises_tracking_error() -> None:
-    runs.configure()
-    MlflowClient().delete_experiment(runs.ensure_experiment("vae-test"))
-    with pytest.raises(TrackingError, match="vae-test"), runs.training_run("vae-test", {}, {}):
+    configure()
+    MlflowClient().delete_experiment(ensure_experiment("vae-test"))
+    with pytest.raises(TrackingError, match="vae-test"), training_run("vae-test", {}, {}):
         pass
 
 
@@ -228,9 +232,9 @@ def test_git_tags_name_commit_and_whether_tracked_files_changed(tmp_path: Path) 
     repo = tmp_path / "repo"
     commit = git_repo(repo)
     (repo / "untracked.txt").write_text("ignored by the dirty check\n")
-    assert runs.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "false"}
+    assert git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "false"}
     (repo / "params.yaml").write_text("train:\n  epochs: 2\n")
-    assert runs.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "true"}
+    assert git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "true"}
 
 
 DVC_YAML = """\
@@ -273,7 +277,7 @@ def test_files_dvc_rewrites_do_not_make_the_work_tree_dirty(tmp_path: Path, path
     commit = dvc_project(repo)
     (repo / path).write_text("rewritten by dvc\n")
     git(repo, "add", "-f", path)  # staged or not, the same
-    assert runs.git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "false"}
+    assert git_tags(repo) == {"mlflow.source.git.commit": commit, "git.dirty": "false"}
 
 
 @pytest.mark.parametrize("path", ["code.py", "params.yaml", "dvc.yaml", "reports/other.json"])
@@ -286,7 +290,7 @@ def test_any_other_tracked_change_still_makes_the_work_tree_dirty(tmp_path: Path
         git(repo, "commit", "-q", "-m", "another report")
     (repo / "dvc.lock").write_text("rewritten by dvc\n")
     (repo / path).write_text((repo / path).read_text() + "# changed\n")
-    assert runs.git_tags(repo)["git.dirty"] == "true"
+    assert git_tags(repo)["git.dirty"] == "true"
 
 
 def test_a_real_dvc_repro_leaves_the_work_tree_clean(tmp_path: Path) -> None:
@@ -314,13 +318,13 @@ def test_a_real_dvc_repro_leaves_the_work_tree_clean(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=repo, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert git(repo, "status", "--porcelain", "--untracked-files=no"), "dvc repro changed no tracked file"
-    assert runs.git_tags(repo)["git.dirty"] == "false"
+    assert git_tags(repo)["git.dirty"] == "false"
     (repo / "code.py").write_text((repo / "code.py").read_text() + "# changed\n")
-    assert runs.git_tags(repo)["git.dirty"] == "true"
+    assert git_tags(repo)["git.dirty"] == "true"
 
 
 def test_git_tags_outside_a_repository_say_unknown(tmp_path: Path) -> None:
-    assert runs.git_tags(tmp_path) == {"mlflow.source.git.commit": "unknown", "git.dirty": "unknown"}
+    assert git_tags(tmp_path) == {"mlflow.source.git.commit": "unknown", "git.dirty": "unknown"}
 
 
 def test_training_run_records_all_params_and_tags_and_finishes(
@@ -332,7 +336,7 @@ def test_training_run_records_all_params_and_tags_and_finishes(
     monkeypatch.setenv("DVC_EXP_NAME", "exp-lr-up")
     flat = Params().flat()
 
-    with runs.training_run("vae-test", flat, {"dataset": "mnist"}) as ref:
+    with training_run("vae-test", flat, {"dataset": "mnist"}) as ref:
         assert mlflow.active_run().info.run_id == ref.run_id
 
     assert mlflow.active_run() is None
@@ -348,11 +352,11 @@ def test_training_run_records_all_params_and_tags_and_finishes(
     assert run.data.tags["git.dirty"] == "false"
     assert run.data.tags["dataset"] == "mnist"
     assert run.data.tags["dvc.experiment"] == "exp-lr-up"
-    assert run.data.tags[runs.PIPELINE_TAG] == "train"
+    assert run.data.tags[PIPELINE_TAG] == "train"
 
 
 def test_training_run_outside_dvc_experiment_has_no_experiment_tag() -> None:
-    with runs.training_run("vae-test", {"train.epochs": 1}, {}) as ref:
+    with training_run("vae-test", {"train.epochs": 1}, {}) as ref:
         pass
     run = MlflowClient().get_run(ref.run_id)
     assert "dvc.experiment" not in run.data.tags
@@ -361,23 +365,23 @@ def test_training_run_outside_dvc_experiment_has_no_experiment_tag() -> None:
 
 
 def test_training_run_is_failed_when_the_body_raises() -> None:
-    with pytest.raises(RuntimeError, match="diverged"), runs.training_run("vae-test", {"train.epochs": 1}, {}):
+    with pytest.raises(RuntimeError, match="diverged"), training_run("vae-test", {"train.epochs": 1}, {}):
         raise RuntimeError("diverged")
     assert mlflow.active_run() is None
     assert only_run("vae-test").info.status == "FAILED"
 
 
 def test_training_run_is_killed_on_keyboard_interrupt() -> None:
-    with pytest.raises(KeyboardInterrupt), runs.training_run("vae-test", {"train.epochs": 1}, {}):
+    with pytest.raises(KeyboardInterrupt), training_run("vae-test", {"train.epochs": 1}, {}):
         raise KeyboardInterrupt
     assert mlflow.active_run() is None
     assert only_run("vae-test").info.status == "KILLED"
 
 
 def test_log_epoch_steps_count_epochs_from_one() -> None:
-    with runs.training_run("vae-test", {}, {}) as ref:
-        runs.log_epoch(0, {"loss": 3.0, "val_loss": 4.0})
-        runs.log_epoch(1, {"loss": 2.0, "val_loss": 3.5})
+    with training_run("vae-test", {}, {}) as ref:
+        log_epoch(0, {"loss": 3.0, "val_loss": 4.0})
+        log_epoch(1, {"loss": 2.0, "val_loss": 3.5})
     history = MlflowClient().get_metric_history(ref.run_id, "loss")
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(1, 3.0), (2, 2.0)]
 
@@ -389,14 +393,14 @@ def test_log_epoch_steps_count_epochs_from_one() -> None:
 def test_run_ref_round_trips_through_its_file(tmp_path: Path, models: dict[str, str]) -> None:
     ref = RunRef("a" * 32, "3", "sqlite:////x/mlflow.db", models)
     path = tmp_path / "models" / "run.json"
-    runs.write_run_ref(path, ref)
-    assert runs.read_run_ref(path) == ref
+    write_run_ref(path, ref)
+    assert read_run_ref(path) == ref
 
 
 def test_run_json_of_a_training_before_logged_models_reads_with_none(tmp_path: Path) -> None:
     path = tmp_path / "run.json"
     path.write_text('{"run_id": "a", "experiment_id": "1", "tracking_uri": "sqlite:///x"}')
-    assert runs.read_run_ref(path).models == {}
+    assert read_run_ref(path).models == {}
 
 
 GARBLED_RUN_FILES = {
@@ -416,7 +420,7 @@ def test_read_run_ref_of_missing_or_garbled_file_raises_tracking_error(
     if content is not None:
         path.write_text(content)
     with pytest.raises(TrackingError, match="run.json"):
-        runs.read_run_ref(path)
+        read_run_ref(path)
 
 
 @pytest.mark.parametrize("store_file", ["present", "absent"])
@@ -427,9 +431,9 @@ def test_open_training_run_of_run_absent_from_store_says_where_it_was_recorded_a
     if store_file == "absent":
         (tmp_path / "mlflow.db").unlink()
     path = tmp_path / "run.json"
-    runs.write_run_ref(path, RunRef("0" * 32, "1", "sqlite:////elsewhere/mlflow.db"))
+    write_run_ref(path, RunRef("0" * 32, "1", "sqlite:////elsewhere/mlflow.db"))
     with pytest.raises(TrackingError) as raised:
-        runs.open_training_run(path)
+        open_training_run(path)
     assert str(raised.value) == (
         f"run {'0' * 32} from {path} is not in the tracking store {sqlite_store} (it was recorded in "
         "sqlite:////elsewhere/mlflow.db); to train again and record a new one: "
@@ -447,13 +451,13 @@ def test_stage_reading_a_run_the_store_lacks_fails_with_one_line_before_loading_
 
     from pipeline.data.splits import save_split
 
-    monkeypatch.setitem(sys.modules, "pipeline.model.loading", None)  # a tripwire: loading the model raises
+    monkeypatch.setitem(sys.modules, "pipeline.model.trained_vae", None)  # a tripwire: loading the model raises
     save_split(tmp_path / "prepared", "test", np.zeros((3, 784), np.float32), np.zeros(3, np.uint8))
     (tmp_path / "vae.keras").write_bytes(b"never read")
     (tmp_path / "metrics.json").write_text("{}")
     (tmp_path / "history.csv").write_text("epoch,loss,neg_elbo,kl_loss\n1,1.0,1.0,1.0\n")
     (tmp_path / "params.yaml").write_text("evaluate: {sample_count: 3, nearest_neighbors: 2}\n")
-    runs.write_run_ref(tmp_path / "run.json", RunRef("0" * 32, "1", sqlite_store))
+    write_run_ref(tmp_path / "run.json", RunRef("0" * 32, "1", sqlite_store))
     extra = ["--metrics", "metrics.json"] + (["--history", "history.csv", "--out", "out"] if stage == "report" else
                                              ["--per-class", "out/per_class.csv", "--classifier", "vae.keras"])
     code = importlib.import_module(f"pipeline.{stage}").main(
@@ -467,32 +471,32 @@ def test_stage_reading_a_run_the_store_lacks_fails_with_one_line_before_loading_
 
 
 def test_open_training_run_returns_recorded_run(tmp_path: Path) -> None:
-    with runs.training_run("vae-test", {}, {}) as ref:
+    with training_run("vae-test", {}, {}) as ref:
         pass
     path = tmp_path / "run.json"
-    runs.write_run_ref(path, ref)
-    assert runs.open_training_run(path) == ref
+    write_run_ref(path, ref)
+    assert open_training_run(path) == ref
 
 
 def test_open_training_run_of_run_deleted_from_ui_raises_tracking_error(tmp_path: Path) -> None:
-    with runs.training_run("vae-test", {}, {}) as ref:
+    with training_run("vae-test", {}, {}) as ref:
         pass
     MlflowClient().delete_run(ref.run_id)
     path = tmp_path / "run.json"
-    runs.write_run_ref(path, ref)
+    write_run_ref(path, ref)
     with pytest.raises(TrackingError, match=ref.run_id):
-        runs.log_results(runs.open_training_run(path), {"test_neg_elbo": 1.0})
+        log_results(open_training_run(path), {"test_neg_elbo": 1.0})
 
 
 def test_log_results_adds_metrics_and_artifact_without_reopening_run(tmp_path: Path) -> None:
-    with runs.training_run("vae-test", {}, {}) as ref:
+    with training_run("vae-test", {}, {}) as ref:
         pass
     client = MlflowClient()
     finished = client.get_run(ref.run_id).info
     report = tmp_path / "metrics.json"
     report.write_text('{"test_neg_elbo": 101.5}\n')
 
-    runs.log_results(ref, {"test_neg_elbo": 101.5, "test_kl_loss": 7}, [report])
+    log_results(ref, {"test_neg_elbo": 101.5, "test_kl_loss": 7}, [report])
 
     run = client.get_run(ref.run_id)
     assert run.info.status == "FINISHED"
@@ -504,12 +508,12 @@ def test_log_results_adds_metrics_and_artifact_without_reopening_run(tmp_path: P
 
 
 def test_log_results_links_the_metrics_to_each_logged_model_of_the_run() -> None:
-    with runs.training_run("vae-test", {}, {}) as ref:
+    with training_run("vae-test", {}, {}) as ref:
         pass
     client = MlflowClient()
     models = {name: client.create_logged_model(ref.experiment_id, name=name, source_run_id=ref.run_id).model_id
               for name in ("encoder", "decoder")}
-    runs.log_results(RunRef(ref.run_id, ref.experiment_id, ref.tracking_uri, models), {"test_neg_elbo": 101.5})
+    log_results(RunRef(ref.run_id, ref.experiment_id, ref.tracking_uri, models), {"test_neg_elbo": 101.5})
     for model_id in models.values():
         linked = client.get_logged_model(model_id).metrics
         assert [(metric.key, metric.value, metric.run_id) for metric in linked] == [
@@ -570,9 +574,9 @@ def test_training_run_lands_on_tracking_server(
     report = tmp_path / "metrics.json"
     report.write_text("{}\n")
 
-    with runs.training_run("vae-server", {"train.epochs": 2}, {"dataset": "mnist"}) as ref:
-        runs.log_epoch(0, {"loss": 5.0})
-    runs.log_results(ref, {"test_neg_elbo": 99.0}, [report])
+    with training_run("vae-server", {"train.epochs": 2}, {"dataset": "mnist"}) as ref:
+        log_epoch(0, {"loss": 5.0})
+    log_results(ref, {"test_neg_elbo": 99.0}, [report])
 
     assert ref.tracking_uri == uri
     client = MlflowClient(tracking_uri=uri)
@@ -581,7 +585,7 @@ def test_training_run_lands_on_tracking_server(
     assert run.info.status == "FINISHED"
     assert run.data.params == {"train.epochs": "2"}
     assert run.data.tags["dataset"] == "mnist"
-    assert run.data.tags[runs.PIPELINE_TAG] == "train"
+    assert run.data.tags[PIPELINE_TAG] == "train"
     assert run.data.metrics == {"loss": 5.0, "test_neg_elbo": 99.0}
     assert [a.path for a in client.list_artifacts(ref.run_id)] == ["metrics.json"]
     assert [path.name for path in artifacts.rglob("metrics.json")] == ["metrics.json"]

@@ -13,7 +13,7 @@ from backends import BACKENDS, on_backend
 from helpers import without_timing
 
 from pipeline.core.errors import PipelineError
-from pipeline.model.losses import LOSS_NAMES
+from pipeline.core.metrics import LOSS_NAMES
 from pipeline.model.trainer import TrainConfig, TrainingDivergedError, make_trainer
 from pipeline.model.vae import IMAGE_PIXELS, build_vae
 

@@ -9,11 +9,12 @@ restores the committed files, ``dvc checkout`` the cached ones, both as ``dvc.lo
 """
 
 import os
-import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from pipeline.core.git import GitError, git
 from pipeline.core.paths import TEMPORARY_EXPERIMENT_DIR
 from pipeline.core.strict_yaml import YamlError, load_yaml_file
 
@@ -47,7 +48,7 @@ def declared_outputs(root: Path, stage: str | None = None) -> list[Output]:
     return [output for entry in chosen if isinstance(entry, dict) for output in _outputs(entry)]
 
 
-def _outputs(stage: dict) -> Iterator[Output]:
+def _outputs(stage: dict[str, Any]) -> Iterator[Output]:
     for kind in OUTPUT_KINDS:
         entries = stage.get(kind)
         for entry in entries if isinstance(entries, list) else []:
@@ -90,9 +91,8 @@ def _tracked_by_git(root: Path, paths: list[str]) -> list[str]:
     if not paths:
         return []
     try:
-        done = subprocess.run(["git", "ls-files", "-z", "--", *paths], cwd=root, capture_output=True, text=True,
-                              check=False, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
+        listed = git(root, "ls-files", "-z", "--", *paths, timeout=30)
+    except GitError:
         return []
-    tracked = set(done.stdout.split("\0")) if done.returncode == 0 else set()
+    tracked = set(listed.split("\0"))
     return [path for path in paths if path in tracked]

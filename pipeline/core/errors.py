@@ -1,6 +1,7 @@
 """The pipeline's expected failures: each carries one message a user can act on."""
 
 import re
+from pathlib import Path
 
 SHOWN_CHARS = 120
 """The most characters of one value an error line shows: a value can be a 1 MB string or an expanded alias."""
@@ -16,3 +17,10 @@ def clipped(text: str, limit: int = SHOWN_CHARS) -> str:
     with ``…`` and the full length where it was cut."""
     text = CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def require_output(path: Path, stage: str, error: type[PipelineError] = PipelineError) -> None:
+    """Raise ``error`` unless ``path``, an output of the DVC stage ``stage``, is a file: the one line that names the
+    missing file and the stage to run first."""
+    if not Path(path).is_file():
+        raise error(f"{path} not found; run the {stage} stage first")

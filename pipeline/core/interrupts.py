@@ -6,9 +6,12 @@ is held and raises when the section ends.
 """
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 
+Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
+"""A signal's disposition as ``signal.signal`` takes and returns it."""
 _held_sections = 0
 _pending = False
 
@@ -36,12 +39,12 @@ def held() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-def install() -> dict[int, object]:
+def install() -> dict[int, Handler]:
     """Route SIGINT and SIGTERM to ``interrupt``; return the handlers they had."""
     return {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
-def restore(previous: dict[int, object]) -> None:
+def restore(previous: dict[int, Handler]) -> None:
     """Put back the handlers ``install`` replaced."""
     for signum, handler in previous.items():
         signal.signal(signum, handler)

@@ -9,7 +9,7 @@ Metrics from before this file existed came from the unconditional VAE, so a miss
 """
 
 import json
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from pipeline.core.errors import PipelineError
 
@@ -32,6 +32,11 @@ def model_kind(num_classes: int) -> ModelKind:
     return CVAE if num_classes > 0 else VAE
 
 
+def is_model_kind(value: object) -> TypeGuard[ModelKind]:
+    """Whether ``value`` is one of the kinds, ``vae`` or ``cvae``."""
+    return value in NAMES
+
+
 def describe(num_classes: int) -> dict[str, object]:
     """The content of ``model.json`` for a model whose label input has ``num_classes`` (0: none)."""
     kind = model_kind(num_classes)
@@ -49,6 +54,6 @@ def parse_kind(text: str | None, source: str) -> ModelKind:
         kind = json.loads(text).get("kind")
     except (ValueError, AttributeError):
         raise ModelKindError(f"{source} must hold a JSON object with a model \"kind\"") from None
-    if kind not in LIKELIHOOD:
+    if not is_model_kind(kind):
         raise ModelKindError(f"{source}: unknown model kind {kind!r}; expected one of {', '.join(LIKELIHOOD)}")
     return kind

@@ -7,7 +7,8 @@ its bounds, so the messages here may assume the bounds hold.
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.core.params import Params, TrainParams
+    from pipeline.core.param_sections import TrainParams
+    from pipeline.core.params import Params
 
 MAX_LATENT_DRAWS = 2**25
 """evaluate holds batch_size × samples × latent_dim normal draws per batch, twice over: 128 MiB of float32 each."""

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.core.params import DatasetName
+from pipeline.core.param_sections import DatasetName
 
 Role = Literal["train_images", "train_labels", "test_images", "test_labels"]
 

@@ -23,7 +23,6 @@ import urllib.request
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from email.message import Message
 from io import BufferedIOBase
 from pathlib import Path
 from typing import IO
@@ -64,7 +63,7 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     """
 
     def http_error_302(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
-                       headers: Message) -> IO[bytes] | None:
+                       headers: http.client.HTTPMessage) -> IO[bytes] | None:
         location = headers.get("location") or headers.get("uri")
         if location is not None:
             target = urllib.parse.urljoin(req.full_url, location.strip())

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.atomic_files import atomic_path
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, require_output
 
 PIXEL_DTYPE = np.dtype("float32")
 """The float type of the data contract: prepared images, and every tensor the model computes (``pipeline.model``)."""
@@ -37,8 +37,7 @@ def save_split(prepared_dir: Path, name: str, x: np.ndarray, y: np.ndarray) -> P
 def load_split(prepared_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Read one split as ``(x, y)``; raise ``PreparedDataError`` naming the file if missing or malformed."""
     path = split_path(prepared_dir, name)
-    if not path.is_file():
-        raise PreparedDataError(f"{path} not found; run the prepare stage first")
+    require_output(path, "prepare", PreparedDataError)
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = {"x", "y"} - set(archive.files)

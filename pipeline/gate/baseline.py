@@ -1,12 +1,11 @@
 """The gate's inputs: metrics files and their model kinds, the baseline as a file or as committed at a git revision."""
 
-import json
-import math
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.core.errors import PipelineError, clipped
+from pipeline.core.errors import PipelineError
+from pipeline.core.git import GitError, git
+from pipeline.core.metrics import parse_metrics, read_metrics_file
 from pipeline.core.model_kind import ModelKind, parse_kind
 from pipeline.core.paths import MODEL_KIND_FILE
 
@@ -18,47 +17,12 @@ class CannotCompareError(PipelineError):
         super().__init__(f"cannot compare: {reason}")
 
 
-def parse_metrics(text: str, source: str) -> dict[str, float]:
-    """A flat JSON object of numbers; ``NaN``/``Infinity`` are kept, ``null`` reads as NaN."""
-    try:
-        raw = json.loads(text)
-    except ValueError as error:
-        raise CannotCompareError(f"{source} is not valid JSON ({error})") from None
-    if not isinstance(raw, dict):
-        raise CannotCompareError(f"{source} must hold a JSON object of metrics, not {type(raw).__name__}")
-    return {name: _metric(name, value, source) for name, value in raw.items()}
-
-
-def _metric(name: str, value: object, source: str) -> float:
-    """One metric as a float: ``null`` is NaN, and JSON's ``1e400`` was already infinity; an integer beyond a
-    float's range (``OverflowError`` in every later subtraction) or anything not a number is refused."""
-    if value is None:
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CannotCompareError(f"{source}: metric {clipped(repr(name))} is {clipped(repr(value))}, not a number")
-    try:
-        return float(value)
-    except OverflowError:
-        digits = math.ceil(value.bit_length() * math.log10(2))
-        raise CannotCompareError(f"{source}: metric {clipped(repr(name))} is an integer of about {digits} digits, "
-                                 "beyond the range of a float (1.8e308)") from None
-
-
-def read_metrics_file(path: Path) -> dict[str, float]:
-    """The metrics in ``path``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise CannotCompareError(f"cannot read {path}: {error.strerror or error}") from None
-    return parse_metrics(text, str(path))
-
-
 def read_baseline(baseline: str, metrics: Path) -> tuple[str, dict[str, float]]:
     """``(label, metrics)`` of the baseline: the file ``baseline``, else ``metrics`` at revision ``baseline``."""
     if Path(baseline).is_file():
-        return baseline, read_metrics_file(Path(baseline))
+        return baseline, read_metrics_file(Path(baseline), CannotCompareError)
     label, text = committed_file(baseline, metrics)
-    return label, parse_metrics(text, label)
+    return label, parse_metrics(text, label, CannotCompareError)
 
 
 def read_model_kind(path: Path | None) -> ModelKind:
@@ -78,27 +42,41 @@ def baseline_model_kind(baseline: str, model_kind: Path, baseline_model_kind: Pa
     (``vae`` where the file is absent)."""
     if Path(baseline).is_file():
         return read_model_kind(baseline_model_kind or Path(baseline).with_name(MODEL_KIND_FILE.name))
-    label, text = committed_file(baseline, model_kind, missing_ok=True)
+    label, text = committed_file_if_any(baseline, model_kind)
     return parse_kind(text, label)
 
 
-def committed_file(revision: str, path: Path, missing_ok: bool = False) -> tuple[str, str | None]:
-    """``(label, text)`` of ``path`` as committed at ``revision`` in the git repository holding it.
+def committed_file(revision: str, path: Path) -> tuple[str, str]:
+    """``(label, text)`` of ``path`` as committed at ``revision`` in the git repository holding it."""
+    top, relative = _in_repository(revision, path)
+    return f"{revision}:{relative}", _show(top, revision, relative)
 
-    With ``missing_ok``, a path not committed there gives ``None`` as text instead of an error.
-    """
+
+def committed_file_if_any(revision: str, path: Path) -> tuple[str, str | None]:
+    """``committed_file``, with ``None`` as text where ``path`` is not committed at ``revision``."""
+    top, relative = _in_repository(revision, path)
+    label = f"{revision}:{relative}"
+    try:
+        git(top, "cat-file", "-e", label)
+    except GitError:
+        return label, None
+    return label, _show(top, revision, relative)
+
+
+def _in_repository(revision: str, path: Path) -> tuple[Path, str]:
+    """The top folder of the git repository holding ``path`` and the path within it, once ``revision`` is known
+    to name a commit there."""
     folder = Path(path).resolve().parent
     top = Path(_git(["rev-parse", "--show-toplevel"], folder,
                     f"{path} is not inside a git repository; pass --baseline FILE").strip()).resolve()
-    relative = Path(path).resolve().relative_to(top).as_posix()
     _git(["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], top,
          f"--baseline {revision!r} is neither a metrics file nor a git revision of {top}")
-    label = f"{revision}:{relative}"
-    if missing_ok and subprocess.run(["git", "cat-file", "-e", label], cwd=top, capture_output=True).returncode:
-        return label, None
-    text = _git(["show", label], top, f"no baseline: {relative} is not committed at {revision} "
-                                      "(commit one, or pass --baseline FILE)")
-    return label, text
+    return top, Path(path).resolve().relative_to(top).as_posix()
+
+
+def _show(top: Path, revision: str, relative: str) -> str:
+    return _git(["show", f"{revision}:{relative}"], top, f"no baseline: {relative} is not committed at {revision} "
+                                                         "(commit one, or pass --baseline FILE)")
 
 
 def commit_of(revision: str, path: Path) -> str:
@@ -108,10 +86,9 @@ def commit_of(revision: str, path: Path) -> str:
 
 
 def _git(args: Sequence[str], cwd: Path, failure: str) -> str:
+    """git's output; ``CannotCompareError`` saying ``failure`` when it exits non-zero, or why it cannot run."""
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
-    except OSError as error:
-        raise CannotCompareError(f"cannot run git ({error.strerror or error}); pass --baseline FILE") from None
-    if done.returncode != 0:
-        raise CannotCompareError(failure)
-    return done.stdout
+        return git(cwd, *args)
+    except GitError as error:
+        reason = f"{error}; pass --baseline FILE" if error.returncode is None else failure
+        raise CannotCompareError(reason) from None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from pipeline.core.errors import clipped
-from pipeline.core.params import Tolerance
+from pipeline.core.param_sections import Tolerance
 from pipeline.gate import markdown
 
 Verdict = Literal[

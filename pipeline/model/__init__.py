@@ -1,4 +1,5 @@
-"""The VAE in Keras: layers and losses, the compiled training loops, checkpoints, likelihood, loading, serving views.
+"""The VAE in Keras: layers and losses, the compiled training loops, checkpoints, likelihood, the trained VAE,
+serving views.
 
 Importing this package imports Keras on the backend chosen before (``pipeline.core.backend``), once,
 with the lines its native libraries print while loading held back (``pipeline.core.quiet``); finding

@@ -11,14 +11,12 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from pipeline.core import atomic_files
-
-if TYPE_CHECKING:
-    from pipeline.model.losses import EpochLogs
+from pipeline.core.metrics import EpochLogs
 
 
 class Variable(Protocol):
@@ -45,14 +43,14 @@ class EpochCheckpoint:
     path: Path
     fingerprint: str
 
-    def save(self, variables: Sequence[Variable], history: Sequence["EpochLogs"]) -> None:
+    def save(self, variables: Sequence[Variable], history: Sequence[EpochLogs]) -> None:
         """Store ``variables`` and ``history`` after an epoch."""
-        arrays = {f"v{index}": variable.numpy() for index, variable in enumerate(variables)}
+        arrays: dict[str, Any] = {f"v{index}": variable.numpy() for index, variable in enumerate(variables)}
         meta = json.dumps({"fingerprint": self.fingerprint, "history": list(history)})
         with atomic_files.atomic_path(self.path) as temporary:
             np.savez(temporary, meta=np.array(meta), **arrays)
 
-    def restore(self, variables: Sequence[Variable]) -> list["EpochLogs"]:
+    def restore(self, variables: Sequence[Variable]) -> list[EpochLogs]:
         """Load a matching checkpoint into ``variables`` and return its history; ``[]`` if none matches."""
         if not self.path.is_file():
             return []

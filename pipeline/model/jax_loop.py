@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
+from pipeline.core.metrics import LOSS_NAMES
 from pipeline.model.compiled import compiled
-from pipeline.model.losses import LOSS_NAMES
 from pipeline.model.trainer import TrainConfig, VaeTrainer
 
 State = tuple[list[jax.Array], list[jax.Array], list[jax.Array]]
@@ -27,12 +27,12 @@ State = tuple[list[jax.Array], list[jax.Array], list[jax.Array]]
 class JaxTrainer(VaeTrainer):
     """``VaeTrainer`` on JAX: the full batches and the partial last batch of an epoch in one compiled call."""
 
-    def __init__(self, config: TrainConfig, vae: object | None = None) -> None:
+    def __init__(self, config: TrainConfig, vae: keras.Model | None = None) -> None:
         super().__init__(config, vae)
         self._epoch = compiled(self._epoch_eager)
         self._eval = compiled(self._eval_eager)
 
-    def _variables(self) -> tuple[Sequence, Sequence, Sequence]:
+    def _variables(self) -> tuple[Sequence[keras.Variable], Sequence[keras.Variable], Sequence[keras.Variable]]:
         return self.vae.trainable_variables, self.vae.non_trainable_variables, self.optimizer.variables
 
     def _state(self) -> State:
@@ -45,8 +45,9 @@ class JaxTrainer(VaeTrainer):
             for variable, value in zip(variables, values, strict=True):
                 variable.assign(value)
 
-    def _stateless_losses(self, trainable: list, non_trainable: list, optimizer: list, images: jax.Array,
-                          labels: jax.Array | None, step: bool = True) -> tuple[jax.Array, tuple[jax.Array, list]]:
+    def _stateless_losses(self, trainable: list[jax.Array], non_trainable: list[jax.Array], optimizer: list[jax.Array],
+                          images: jax.Array, labels: jax.Array | None,
+                          step: bool = True) -> tuple[jax.Array, tuple[jax.Array, list[jax.Array]]]:
         """``loss`` and, as auxiliary data, the four ``LOSS_NAMES`` terms (4,) and the new non-trainable values.
 
         The optimizer's values are mapped too, so a training ``step`` reads its β from this step's
@@ -88,7 +89,8 @@ class JaxTrainer(VaeTrainer):
         self._store(state)
         return np.asarray(totals, dtype=np.float64)
 
-    def _eval_eager(self, state: State, images: jax.Array, labels: jax.Array | None) -> tuple[jax.Array, list]:
+    def _eval_eager(self, state: State, images: jax.Array,
+                    labels: jax.Array | None) -> tuple[jax.Array, list[jax.Array]]:
         _, (terms, non_trainable) = self._stateless_losses(*state, images, labels, step=False)
         return terms, non_trainable
 

@@ -19,16 +19,15 @@ import numpy as np
 from keras import ops
 
 from pipeline.model.compiled import compiled
-from pipeline.model.loading import TrainedVae
 from pipeline.model.losses import kl_loss, reconstruction_loss
+from pipeline.model.tensors import Tensor
+from pipeline.model.trained_vae import TrainedVae
 from pipeline.model.vae import one_hot
 
 ELBO_STREAM, IS_STREAM = 0, 1
 MAX_ROWS = 25_000
 """Images × samples decoded in one compiled call: bounds memory to ~MAX_ROWS × 784 floats."""
 ACTIVE_UNIT_THRESHOLD = 0.01
-Tensor = object
-"""A backend tensor (``tf.Tensor`` or ``jax.Array``)."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class LikelihoodEstimator:
         return z_mean, z_log_var, kl_loss(z_mean, z_log_var), squared_error
 
     @staticmethod
-    def _with(first: Tensor, labels: Tensor | None) -> object:
+    def _with(first: Tensor, labels: Tensor | None) -> Tensor | list[Tensor]:
         return first if labels is None else [first, labels]
 
     def _sample_eager(self, images: Tensor, labels: Tensor | None, z_mean: Tensor, z_log_var: Tensor,

@@ -1,4 +1,5 @@
-"""The per-image loss terms and the names every log, metric and table uses for them.
+"""The per-image loss terms, in ``keras.ops`` (their names, as every log and table uses them, are
+``pipeline.core.metrics.LOSS_NAMES``).
 
 Losses are summed over pixels per image and averaged over a batch by the caller (as keras-io's
 VAE example and the notebook: 784 · mean BCE is the pixel sum).
@@ -6,14 +7,10 @@ VAE example and the notebook: 784 · mean BCE is the pixel sum).
 
 from keras import ops
 
-LOSS_NAMES = ("loss", "reconstruction_loss", "kl_loss", "neg_elbo")
-"""``loss`` is the training objective reconstruction + β · KL; ``neg_elbo`` is the true −ELBO (β = 1)."""
-
-EpochLogs = dict[str, float]
-"""One epoch's values keyed by ``LOSS_NAMES``, their ``val_`` twins, and ``seconds``."""
+from pipeline.model.tensors import Tensor
 
 
-def reconstruction_loss(images: object, logits: object) -> object:
+def reconstruction_loss(images: Tensor, logits: Tensor) -> Tensor:
     """Binary cross-entropy summed over pixels, per image (the notebook's 784 · mean BCE).
 
     Computed from logits, so saturated pixels give finite values and gradients.
@@ -21,6 +18,6 @@ def reconstruction_loss(images: object, logits: object) -> object:
     return ops.sum(ops.binary_crossentropy(images, logits, from_logits=True), axis=-1)
 
 
-def kl_loss(z_mean: object, z_log_var: object) -> object:
+def kl_loss(z_mean: Tensor, z_log_var: Tensor) -> Tensor:
     """KL(q(z|x) || N(0, I)) per image: 0.5 · Σ(exp(log σ²) + μ² − 1 − log σ²)."""
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)

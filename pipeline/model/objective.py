@@ -6,12 +6,16 @@ The logged terms stay those of the ELBO whatever the objective (``reconstruction
 draws, the analytic ``kl_loss``, ``neg_elbo`` their sum), so runs with any objective compare on ``neg_elbo``.
 """
 
+from collections.abc import Callable
+
 from keras import ops
 
 from pipeline.model.losses import kl_loss, reconstruction_loss
+from pipeline.model.tensors import Tensor
 
 
-def more_draws(sampling: object, z: object, z_mean: object, z_log_var: object, samples: int) -> object:
+def more_draws(sampling: Callable[[list[Tensor]], Tensor], z: Tensor, z_mean: Tensor, z_log_var: Tensor,
+               samples: int) -> Tensor:
     """``samples`` draws (k, B, d) of z ~ q(z|x): the encoder's own draw ``z`` (B, d), then k − 1 more from its
     ``Sampling`` layer and noise stream, so one draw is exactly what the encoder alone gives."""
     if samples > 1:
@@ -20,7 +24,7 @@ def more_draws(sampling: object, z: object, z_mean: object, z_log_var: object, s
     return ops.reshape(z, (samples, -1, ops.shape(z_mean)[-1]))
 
 
-def kl_weight(step: object, beta: float, warmup_steps: int) -> object:
+def kl_weight(step: Tensor, beta: float, warmup_steps: int) -> Tensor:
     """β at optimizer step ``step`` (counted from 0) under KL annealing: β · min(1, (step + 1) / warmup_steps),
     so the last warm-up step trains with β (linear warm-up, Sønderby et al. 2016); ``warmup_steps`` 0 gives β."""
     if not warmup_steps:
@@ -28,7 +32,7 @@ def kl_weight(step: object, beta: float, warmup_steps: int) -> object:
     return beta * ops.minimum(1.0, (ops.cast(step, "float32") + 1.0) / warmup_steps)
 
 
-def log_importance_weights(reconstruction: object, z: object, z_mean: object, z_log_var: object) -> object:
+def log_importance_weights(reconstruction: Tensor, z: Tensor, z_mean: Tensor, z_log_var: Tensor) -> Tensor:
     """log p(x|z) + log p(z) − log q(z|x) per draw, (k, B), from reconstruction losses (k, B) and draws (k, B, d).
 
     With ε = (z − μ) / σ: log N(z; 0, I) − log N(z; μ, σ²) = ½ Σ (log σ² + ε² − z²); the 2π terms cancel.
@@ -37,8 +41,8 @@ def log_importance_weights(reconstruction: object, z: object, z_mean: object, z_
     return 0.5 * ops.sum(z_log_var + ops.square(noise) - ops.square(z), axis=-1) - reconstruction
 
 
-def batch_objective(images: object, logits: object, z: object, z_mean: object, z_log_var: object,
-                    beta: object = 1.0, importance_weighted: bool = False) -> tuple[object, object, object, object]:
+def batch_objective(images: Tensor, logits: Tensor, z: Tensor, z_mean: Tensor, z_log_var: Tensor,
+                    beta: Tensor = 1.0, importance_weighted: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo), in nats per image.
 
     ``loss`` is the ELBO's ``reconstruction + β · KL`` with the reconstruction averaged over the k draws, or, when

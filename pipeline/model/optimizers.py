@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 
 import keras
 from keras import ops
+from keras.optimizers.schedules import LearningRateSchedule as Schedule
+
+from pipeline.model.tensors import Tensor
 
 if TYPE_CHECKING:
     from pipeline.model.trainer import TrainConfig
 
-Schedule = keras.optimizers.schedules.LearningRateSchedule
 
 OPTIMIZERS = {
     "rmsprop": keras.optimizers.RMSprop,
@@ -36,7 +38,7 @@ class LinearWarmup(Schedule):
         super().__init__()
         self.peak, self.warmup_steps, self.after = peak, warmup_steps, after
 
-    def __call__(self, step: object) -> object:
+    def __call__(self, step: Tensor) -> Tensor:
         step = ops.cast(step, "float32")
         rising = self.peak * (step + 1.0) / self.warmup_steps
         later = self.peak if self.after is None else self.after(ops.maximum(step - self.warmup_steps, 0.0))

@@ -5,18 +5,19 @@ applies the optimizer to the Keras variables in place; the Sampling layer's seed
 variable too.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
+from pipeline.core.metrics import LOSS_NAMES
 from pipeline.model.compiled import compiled
-from pipeline.model.losses import LOSS_NAMES
 from pipeline.model.trainer import TrainConfig, VaeTrainer
 
 
 class TfTrainer(VaeTrainer):
     """``VaeTrainer`` on TensorFlow: one compiled call per run of full batches, one for the partial last batch."""
 
-    def __init__(self, config: TrainConfig, vae: object | None = None) -> None:
+    def __init__(self, config: TrainConfig, vae: keras.Model | None = None) -> None:
         super().__init__(config, vae)
         self._train_steps = compiled(self._train_steps_eager)
         self._eval_losses = compiled(self._losses)

@@ -9,6 +9,7 @@ differs per backend, in ``tf_loop`` (a ``tf.while_loop``) and ``jax_loop`` (``ja
 Keras stateless API). ``make_trainer`` picks the one of the backend Keras runs on.
 """
 
+import abc
 import math
 import time
 from collections.abc import Callable
@@ -20,13 +21,15 @@ from keras import ops
 
 from pipeline.core.backend import Backend, BackendError
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import IMAGE_PIXELS, Params, TrainParams
+from pipeline.core.metrics import LOSS_NAMES, EpochLogs
+from pipeline.core.param_sections import IMAGE_PIXELS, TrainParams
+from pipeline.core.params import Params
 from pipeline.data.datasets import DATASETS
 from pipeline.model.checkpoints import EpochCheckpoint
-from pipeline.model.loading import TrainedVae
-from pipeline.model.losses import LOSS_NAMES, EpochLogs
 from pipeline.model.objective import batch_objective, kl_weight, more_draws
 from pipeline.model.optimizers import make_optimizer, steps_in
+from pipeline.model.tensors import Tensor
+from pipeline.model.trained_vae import TrainedVae
 from pipeline.model.vae import LabelError, build_vae, one_hot
 
 EVAL_BATCH_SIZE = 1000
@@ -92,7 +95,7 @@ class TrainConfig:
         return bool(self.lr_schedule != "constant" or self.lr_warmup_epochs or self.beta_warmup_epochs)
 
 
-class VaeTrainer:
+class VaeTrainer(abc.ABC):
     """Owns a VAE, its optimizer and the epoch loop; a subclass per backend compiles the steps.
 
     Subclasses implement ``_epoch_totals`` (one epoch's optimizer steps) and ``_eval_batch`` (the loss
@@ -113,7 +116,8 @@ class VaeTrainer:
         self.beta_warmup_steps = steps_in(config.beta_warmup_epochs, steps)
         self.optimizer.build(self.vae.trainable_variables)
 
-    def _losses(self, images: object, labels: object | None = None, beta: object | None = None) -> tuple:
+    def _losses(self, images: Tensor, labels: Tensor | None = None,
+                beta: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Batch means of (loss, reconstruction_loss, kl_loss, neg_elbo) over ``config.z_samples`` draws of z per
         image; ``labels`` one-hot when conditional; ``beta`` the KL weight of this step (``config.beta`` if None).
 
@@ -128,21 +132,21 @@ class VaeTrainer:
         return batch_objective(images, logits, z, z_mean, z_log_var, self.config.beta if beta is None else beta,
                                importance_weighted=self.config.objective == "iwae")
 
-    def _epoch_totals(self, images: object, full: np.ndarray | None, tail: np.ndarray | None,
-                      labels: object | None) -> np.ndarray:
+    @abc.abstractmethod
+    def _epoch_totals(self, images: Tensor, full: np.ndarray | None, tail: np.ndarray | None,
+                      labels: Tensor | None) -> np.ndarray:
         """Take one optimizer step per row of ``full`` (batch indices, (steps, batch_size)) and one for ``tail``
         (the partial last batch's indices); return each ``LOSS_NAMES`` term summed over the images, (4,)."""
-        raise NotImplementedError
 
-    def _eval_batch(self, images: object, labels: object | None) -> np.ndarray:
+    @abc.abstractmethod
+    def _eval_batch(self, images: Tensor, labels: Tensor | None) -> np.ndarray:
         """Batch means of the ``LOSS_NAMES`` terms, (4,), one sampled z per image."""
-        raise NotImplementedError
 
-    def _step_beta(self) -> object:
+    def _step_beta(self) -> Tensor:
         """β of the optimizer step about to be taken (KL warm-up), read from ``optimizer.iterations``."""
         return kl_weight(self.optimizer.iterations, self.config.beta, self.beta_warmup_steps)
 
-    def train_epoch(self, images: object, epoch: int, labels: object | None = None) -> EpochLogs:
+    def train_epoch(self, images: Tensor, epoch: int, labels: Tensor | None = None) -> EpochLogs:
         """One pass over ``images`` (and one-hot ``labels``) in a seeded shuffle; the last partial batch too."""
         count, size = int(images.shape[0]), self.config.batch_size
         shuffle = np.random.default_rng([self.config.seed, epoch]).permutation(count).astype(np.int32)
@@ -151,7 +155,7 @@ class VaeTrainer:
                                     shuffle[full * size :] if count % size else None, labels)
         return dict(zip(LOSS_NAMES, (totals / count).tolist(), strict=True))
 
-    def evaluate(self, images: object, labels: np.ndarray | None = None) -> EpochLogs:
+    def evaluate(self, images: Tensor, labels: np.ndarray | None = None) -> EpochLogs:
         """Loss terms averaged over ``images``, one sampled z per image; class ``labels`` (n,) when conditional."""
         onehot = self.label_inputs(labels, int(images.shape[0]))
         totals = np.zeros(len(LOSS_NAMES))
@@ -161,7 +165,7 @@ class VaeTrainer:
             totals += self._eval_batch(batch, batch_labels) * int(batch.shape[0])
         return dict(zip(LOSS_NAMES, (totals / int(images.shape[0])).tolist(), strict=True))
 
-    def label_inputs(self, labels: np.ndarray | None, count: int) -> object | None:
+    def label_inputs(self, labels: np.ndarray | None, count: int) -> Tensor | None:
         """One-hot float32 labels (count, num_classes) for a conditional model, ``None`` for an unconditional one.
 
         Raises ``LabelError`` when labels are missing, superfluous, of another length or out of range.

@@ -8,12 +8,15 @@ here; the losses live in ``pipeline.model.losses`` and the compiled training loo
 ``pipeline.model.trainer`` (with ``tf_loop`` and ``jax_loop``). Importing this module imports Keras on its backend.
 """
 
+from typing import Any
+
 import keras
 import numpy as np
 from keras import layers, ops
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import IMAGE_PIXELS
+from pipeline.core.param_sections import IMAGE_PIXELS
+from pipeline.model.tensors import Tensor
 
 LABELS_INPUT = "labels"
 
@@ -48,19 +51,20 @@ class Sampling(layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs: tuple) -> object:
+    def call(self, inputs: tuple[Tensor, Tensor]) -> Tensor:
         z_mean, z_log_var = inputs
         epsilon = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
+    def compute_output_shape(self, input_shape: tuple[tuple[int | None, ...], ...]) -> tuple[int | None, ...]:
         return input_shape[0]
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "seed": self.seed}
 
 
-def _with_labels(first: keras.KerasTensor, num_classes: int, name: str) -> tuple[list, keras.KerasTensor]:
+def _with_labels(first: keras.KerasTensor, num_classes: int,
+                 name: str) -> tuple[list[keras.KerasTensor], keras.KerasTensor]:
     """The model inputs and the tensor its hidden layer sees: ``first`` alone, or joined with one-hot labels."""
     if not num_classes:
         return [first], first
@@ -68,7 +72,7 @@ def _with_labels(first: keras.KerasTensor, num_classes: int, name: str) -> tuple
     return [first, labels], layers.Concatenate(name=name)([first, labels])
 
 
-def model_input(model_inputs: list) -> object:
+def model_input(model_inputs: list[keras.KerasTensor]) -> keras.KerasTensor | list[keras.KerasTensor]:
     """One input as a bare tensor (the unconditional model's file stays as it was), several as a list."""
     return model_inputs[0] if len(model_inputs) == 1 else model_inputs
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from pipeline.core.params import ReportParams
+from pipeline.core.param_sections import ReportParams
 from pipeline.reporting.figures import (
     IMAGE_CMAP,
     axis_label,

@@ -22,7 +22,7 @@ from pipeline.reporting.model_card import CardInputs, Lineage, render_model_card
 from pipeline.reporting.page_sections import Deltas, Evidence
 
 if TYPE_CHECKING:
-    from pipeline.tracking.runs import RunRef
+    from pipeline.tracking.run_file import RunRef
 
 BASELINE = "HEAD"
 

@@ -176,9 +176,10 @@ def render_explorer(weights: DecoderWeights, z_mean: np.ndarray, labels: np.ndar
     if latent_dim == 1:  # a strip: the second coordinate is jitter in [-1, 1]
         plotted = np.column_stack([plotted, np.random.default_rng(seed).uniform(-1.0, 1.0, len(rows))])
     box = view_box(plotted[:, : len(dims)], grid_range)
+    colours = class_colours(len(class_names))
     data = {
         "latentDim": latent_dim, "dims": dims, "conditional": conditional, "classNames": list(class_names),
-        "colours": class_colours(len(class_names)), "view": box + ([[-1.1, 1.1]] if latent_dim == 1 else []),
+        "colours": colours, "view": box + ([[-1.1, 1.1]] if latent_dim == 1 else []),
         "gridRange": [float(grid_range[0]), float(grid_range[1])], "axisNames": [axis_name(d) for d in dims],
         "side": math.isqrt(weights.n_pixels), "inputs": weights.n_inputs, "hidden": int(weights.hidden_bias.size),
         "pixels": weights.n_pixels, "stripLength": STRIP_LENGTH, "count": len(rows),
@@ -189,7 +190,7 @@ def render_explorer(weights: DecoderWeights, z_mean: np.ndarray, labels: np.ndar
                                      undefined=jinja2.StrictUndefined)
     return environment.get_template("explorer.html.j2").render(
         title=title, data=data, explanation=explanation(latent_dim, dims, conditional),
-        classes=list(zip(class_names, data["colours"], strict=True)), conditional=conditional,
+        classes=list(zip(class_names, colours, strict=True)), conditional=conditional,
         script=(TEMPLATES / "explorer.js").read_text(encoding="utf-8"),
         shown=grouped(len(rows)), total=grouped(len(z_mean)), seed=seed, weight_count=grouped(weights.count()),
         layers=f"{weights.n_inputs} → {weights.hidden_bias.size} → {weights.n_pixels}",

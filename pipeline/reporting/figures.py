@@ -17,7 +17,7 @@ from matplotlib.colors import BoundaryNorm, Colormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from pipeline.core.params import ReportParams
+from pipeline.core.param_sections import ReportParams
 
 DPI = 100
 MANIFOLD_SIZE = (9.5, 9.5)
@@ -166,7 +166,7 @@ def latent_histogram_figure(z: np.ndarray, labels: np.ndarray, class_names: Sequ
     cmap = class_colors(n_classes)
     values = np.asarray(z, dtype=np.float64)[:, 0]
     edges = np.histogram_bin_edges(values, bins=HISTOGRAM_BINS)
-    axes.hist([values[labels == k] for k in range(n_classes)], bins=edges, stacked=True,
+    axes.hist([values[labels == k] for k in range(n_classes)], bins=edges.tolist(), stacked=True,
               color=[cmap(k) for k in range(n_classes)], label=list(class_names))
     for index, bound in enumerate(grid_range):
         axes.axvline(bound, linestyle="--", linewidth=1.0, color="black",
@@ -196,7 +196,8 @@ def latent_scatter_figure(z: np.ndarray, labels: np.ndarray, class_names: Sequen
     colourbar = figure.colorbar(points, ax=axes, ticks=np.arange(n_classes), shrink=0.8)
     colourbar.ax.set_yticklabels(class_names)
     colourbar.set_label("class")
-    colourbar.solids.set_alpha(1.0)
+    if colourbar.solids is not None:  # drawn for the scatter's colour map
+        colourbar.solids.set_alpha(1.0)
     low, high = grid_range
     axes.add_patch(Rectangle((low, low), high - low, high - low, fill=False, linestyle="--",
                              linewidth=1.0, edgecolor="black", label="manifold grid"))

@@ -23,7 +23,8 @@ import keras
 # isort: on
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.params import IMAGE_PIXELS, Params
+from pipeline.core.param_sections import IMAGE_PIXELS
+from pipeline.core.params import Params
 
 FEATURES_LAYER = "features"
 FEATURE_UNITS = 128

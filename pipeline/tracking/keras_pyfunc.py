@@ -16,9 +16,13 @@ answers with HTTP 400 and a JSON body naming the input, the row and the problem.
 """
 
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from mlflow.exceptions import MlflowException
+
+if TYPE_CHECKING:
+    import keras
 
 MODEL_FILE = "model.keras"
 """Where MLflow's Keras flavor saves the model inside its ``data`` folder."""
@@ -33,11 +37,11 @@ milliseconds; calls of at most this many rows keep a large request's memory boun
 class KerasPyfunc:
     """The pyfunc model: Keras ``predict`` on inputs checked to be finite and in range, outputs checked finite."""
 
-    def __init__(self, model: object) -> None:
+    def __init__(self, model: "keras.Model") -> None:
         self.model = model
         self.input_names = [tensor.name for tensor in model.inputs]
 
-    def predict(self, data: object, params: dict | None = None) -> np.ndarray | dict[str, np.ndarray]:
+    def predict(self, data: object, params: dict[str, Any] | None = None) -> np.ndarray | dict[str, np.ndarray]:
         """``data``: an array, or a dict of arrays by input name, as MLflow's schema enforcement passes it.
 
         Raises ``MlflowException`` (``INVALID_PARAMETER_VALUE``, HTTP 400 when served) for an input value

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipeline.core.model_kind import NAMES, VAE, ModelKind
-from pipeline.tracking.runs import MODEL_KIND_TAG
+from pipeline.core.model_kind import NAMES, VAE, ModelKind, is_model_kind
+from pipeline.core.model_kind import RUN_TAG as MODEL_KIND_TAG
 from pipeline.tracking.store import TrackingError, store_errors
 
 CHAMPION = "champion"
@@ -96,7 +96,7 @@ def require_champion_kind(names: Mapping[str, str], run_id: str) -> ModelKind:
     """
     client = MlflowClient()
     kind = client.get_run(run_id).data.tags.get(MODEL_KIND_TAG, VAE)
-    if kind not in NAMES:
+    if not is_model_kind(kind):
         raise TrackingError(f"the training run {run_id} has an unknown {MODEL_KIND_TAG} tag {kind!r}; "
                             f"expected one of {', '.join(NAMES)}")
     for name in names.values():

@@ -1,4 +1,4 @@
-"""Where the MLflow store is, and how calls to it fail: the plumbing under ``pipeline.tracking.runs``.
+"""Where the MLflow store is, and how calls to it fail: the plumbing under ``pipeline.tracking``'s run modules.
 
 The default store is a SQLite file at the project root with artifacts beside it, so ``mlflow ui``
 run there shows every run. ``MLFLOW_TRACKING_URI`` points the pipeline at a server instead.
@@ -102,9 +102,10 @@ def _database_error(error: BaseException) -> BaseException:
 
 def _sqlite_failure(path: Path, error: sqlite3.Error, cause: str) -> str:
     code = (getattr(error, "sqlite_errorname", "") or "").split("_")[:2]
-    meaning, recovery = SQLITE_RECOVERY.get("_".join(code), (None, None))
-    if meaning is None:
+    known = SQLITE_RECOVERY.get("_".join(code))
+    if known is None:
         return f"MLflow tracking store {path}: {cause}"
+    meaning, recovery = known
     fill = {"path": path, "folder": path.parent, "new": path.with_name(f"{path.stem}-new{path.suffix}")}
     return f"MLflow tracking store {path} {meaning} ({cause}): {recovery.format(**fill)}"
 

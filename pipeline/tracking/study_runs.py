@@ -13,7 +13,7 @@ from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.core.params import flatten
-from pipeline.tracking.runs import PIPELINE_TAG, ensure_experiment, fail_abandoned_runs
+from pipeline.tracking.run_lifecycle import PIPELINE_TAG, ensure_experiment, fail_abandoned_runs
 from pipeline.tracking.store import configure, store_errors
 from pipeline.tracking.studies import STUDY_TAG
 

@@ -1,10 +1,16 @@
 """What a study found: its trials as a table, best first, and Optuna's figures of its history and importances."""
 
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 from pipeline.core import atomic_files
 from pipeline.tracking.studies import RUN_ATTR
@@ -65,7 +71,12 @@ def _retried(trial: FrozenTrial) -> str | None:
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
     """The complete trial with the lowest validation -ELBO, or None before any is complete."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return min(complete, key=lambda trial: trial.value) if complete else None
+    return min(complete, key=objective_value) if complete else None
+
+
+def objective_value(trial: FrozenTrial) -> float:
+    """A complete trial's validation -ELBO (Optuna types it optional: a running trial has none yet)."""
+    return math.inf if trial.value is None else trial.value
 
 
 def write_figures(study: optuna.Study, folder: Path) -> list[Path]:
@@ -81,7 +92,7 @@ def write_figures(study: optuna.Study, folder: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as figures
 
-    drawers = {FIGURES[0]: figures.plot_optimization_history}
+    drawers: dict[str, Callable[[optuna.Study], Axes]] = {FIGURES[0]: figures.plot_optimization_history}
     if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
         drawers[FIGURES[1]] = figures.plot_param_importances
     written = []
@@ -89,7 +100,7 @@ def write_figures(study: optuna.Study, folder: Path) -> list[Path]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             axes = draw(study)
-        figure = axes.figure
+        figure = axes.figure.get_figure(root=True)  # the Figure itself, never a SubFigure
         figure.set_size_inches(8, 5)
         figure.tight_layout()
         with atomic_files.atomic_path(folder / name) as temporary:

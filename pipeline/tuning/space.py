@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.core.params import MAX_SEED, Params, ParamsError, lists_to_tuples, parse_params, read_yaml_file
+from pipeline.core.param_sections import MAX_SEED
+from pipeline.core.params import Params, ParamsError, lists_to_tuples, parse_params, read_yaml_file
 from pipeline.core.strict_yaml import YamlError, load_yaml
 
 TUNE_FILE = Path("tune.yaml")
@@ -159,9 +160,10 @@ def _refuse_test_set(settings: TuneSettings, params: Params) -> None:
     dimension = settings.space.get(VALIDATION_FRACTION)
     fractions = dimension.values() if dimension else (settings.fixed.get(VALIDATION_FRACTION,
                                                                           params.data.val_fraction),)
-    if min(fractions) <= 0:
+    lowest = min(fractions, key=float)  # each already parsed as data.val_fraction, so a number
+    if float(lowest) <= 0:
         where = f"space.{VALIDATION_FRACTION}" if dimension else f"fixed.{VALIDATION_FRACTION}"
-        raise TuneSettingsError(f"{where}: {min(fractions)} would score trials on the test set; hold out a "
+        raise TuneSettingsError(f"{where}: {lowest} would score trials on the test set; hold out a "
                                 f"validation split from the training images, e.g. --set {VALIDATION_FRACTION}=0.1")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat  # the interface RDB storage implements; not re-exported
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.core.processes import process_alive
@@ -192,7 +193,7 @@ def fail_dead_trials(study: optuna.Study) -> None:
 def heartbeat_interval(study: optuna.Study) -> int | None:
     """The storage's heartbeat interval in seconds, or None where it has none (a journal file)."""
     storage = study._storage
-    return storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+    return storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
 
 
 def replaced_trials(study: optuna.Study, trial: optuna.Trial) -> list[FrozenTrial]:
@@ -215,7 +216,7 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """Record the trial's heartbeat in a thread while the block runs (RDB storage; nothing for a journal)."""
     storage = study._storage
     interval = heartbeat_interval(study)
-    if not interval:
+    if not interval or not isinstance(storage, BaseHeartbeat):
         yield
         return
     stop = threading.Event()

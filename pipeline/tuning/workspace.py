@@ -19,6 +19,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.git import GitError, git, git_bytes
 from pipeline.core.paths import RUN_FILE, TRAIN_HISTORY_FILE
 
 TUNE_DIR = Path(".tune")
@@ -44,54 +45,52 @@ class Workspace:
     path: Path
     changes: bytes = b""
 
-    def run(self, *command: str, env: Mapping[str, str] | None = None,
+    def dvc(self, *args: str, env: Mapping[str, str] | None = None,
             check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``command`` in the workspace (``dvc`` as this interpreter's module); WorkspaceError on failure."""
-        argv = [sys.executable, "-m", "dvc", *command[1:]] if command[0] == "dvc" else list(command)
+        """Run ``dvc args`` in the workspace (as this interpreter's module); WorkspaceError on failure."""
+        argv = [sys.executable, "-m", "dvc", *args]
         done = subprocess.run(argv, cwd=self.path, env=dict(env or tool_environment()), capture_output=True,
                               text=True, stdin=subprocess.DEVNULL, check=False)
         if check and done.returncode != 0:
             output = (done.stdout + done.stderr).strip()[-2000:]
-            raise WorkspaceError(f"{' '.join(command)} in {self.path} exited {done.returncode}:\n{output}")
+            raise WorkspaceError(f"dvc {' '.join(args)} in {self.path} exited {done.returncode}:\n{output}")
         return done
 
     def sync(self) -> None:
         """Make the workspace the repository's HEAD plus its uncommitted changes to tracked files."""
         if not (self.path / ".git").is_dir():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            Workspace(self.root, self.root).run("git", "clone", "--quiet", "--shared", "--no-checkout", ".",
-                                                str(self.path))
-        head = git_output(self.root, "rev-parse", "HEAD")
-        self.run("git", "fetch", "--quiet", "origin", head)
-        self.run("git", "checkout", "--quiet", "--force", "--detach", head)
-        self.run("git", "clean", "--quiet", "-d", "--force")  # ignored files (data, models) stay: DVC reuses them
-        self.changes = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=self.root, capture_output=True,
-                                      check=True).stdout
+            git(self.root, "clone", "--quiet", "--shared", "--no-checkout", ".", str(self.path))
+        head = git(self.root, "rev-parse", "HEAD").strip()
+        git(self.path, "fetch", "--quiet", "origin", head)
+        git(self.path, "checkout", "--quiet", "--force", "--detach", head)
+        git(self.path, "clean", "--quiet", "-d", "--force")  # ignored files (data, models) stay: DVC reuses them
+        self.changes = git_bytes(self.root, "diff", "HEAD", "--binary")
         self.reset()
         local_config = self.root / ".dvc" / "config.local"  # the DVC remote's credentials, never committed
         if local_config.is_file():
             (self.path / ".dvc" / "config.local").write_bytes(local_config.read_bytes())
-        cache = Workspace(self.root, self.root).run("dvc", "cache", "dir").stdout.strip()
-        self.run("dvc", "config", "--local", "cache.dir", cache or str(self.root / ".dvc" / "cache"))
-        team = subprocess.run(["git", "remote", "get-url", "origin"], cwd=self.root, capture_output=True, text=True,
-                              check=False).stdout.strip()
-        self.run("git", "remote", "remove", TEAM_REMOTE, check=False)
+        cache = Workspace(self.root, self.root).dvc("cache", "dir").stdout.strip()
+        self.dvc("config", "--local", "cache.dir", cache or str(self.root / ".dvc" / "cache"))
+        team = _remote_url(self.root, "origin")
+        if _remote_url(self.path, TEAM_REMOTE):
+            git(self.path, "remote", "remove", TEAM_REMOTE)
         if team:
-            self.run("git", "remote", "add", TEAM_REMOTE, team)
+            git(self.path, "remote", "add", TEAM_REMOTE, team)
 
     def commit(self) -> str:
         """The commit the workspace's trials start from (the repository's HEAD when the worker started)."""
-        return git_output(self.path, "rev-parse", "HEAD")
+        return git(self.path, "rev-parse", "HEAD").strip()
 
     def reset(self) -> None:
         """Tracked files as at HEAD with the root's uncommitted changes, whatever the last trial left."""
-        self.run("git", "checkout", "--quiet", "--force", "HEAD", "--", ".")
+        git(self.path, "checkout", "--quiet", "--force", "HEAD", "--", ".")
         if self.changes:
-            done = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=self.path, input=self.changes,
-                                  capture_output=True, check=False)
-            if done.returncode != 0:
+            try:
+                git_bytes(self.path, "apply", "--whitespace=nowarn", "-", stdin=self.changes)
+            except GitError as error:
                 raise WorkspaceError(f"the uncommitted changes of {self.root} do not apply in {self.path}: "
-                                     f"{done.stderr.decode(errors='replace').strip()}")
+                                     f"{error.stderr or error}") from None
 
     def experiment(self, name: str, assignments: Mapping[str, str], env: Mapping[str, str]) -> bool:
         """``dvc exp run train -n NAME -S key=value ...`` from a clean HEAD; True when it succeeded."""
@@ -128,7 +127,7 @@ class Workspace:
     def save_params_only(self, name: str) -> None:
         """Record the failed run's params as experiment ``name``, committing only the stages that finished
         before train (so DVC claims no model for them; ``dvc exp apply`` then ``dvc repro`` trains it)."""
-        self.run("dvc", "exp", "save", "--force", "-n", name, "prepare")
+        self.dvc("exp", "save", "--force", "-n", name, "prepare")
 
     def objective(self) -> float:
         """The validation -ELBO after the last epoch, from the history the train stage wrote."""
@@ -142,10 +141,10 @@ class Workspace:
 
     def publish(self, name: str) -> None:
         """Push experiment ``name`` to the user's repository, then to its git and DVC remotes if it has both."""
-        self.run("dvc", "exp", "push", "--no-cache", "origin", name)
-        has_dvc_remote = self.run("dvc", "remote", "default", check=False).stdout.strip()
-        if has_dvc_remote and self.run("git", "remote", "get-url", TEAM_REMOTE, check=False).returncode == 0:
-            self.run("dvc", "exp", "push", TEAM_REMOTE, name)
+        self.dvc("exp", "push", "--no-cache", "origin", name)
+        has_dvc_remote = self.dvc("remote", "default", check=False).stdout.strip()
+        if has_dvc_remote and _remote_url(self.path, TEAM_REMOTE):
+            self.dvc("exp", "push", TEAM_REMOTE, name)
 
 
 STOP_WAIT_S = 60.0
@@ -160,8 +159,12 @@ def tool_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env | dict(extra or {})
 
 
-def git_output(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+def _remote_url(repository: Path, remote: str) -> str:
+    """The URL of git remote ``remote`` of ``repository``; empty when there is no such remote."""
+    try:
+        return git(repository, "remote", "get-url", remote).strip()
+    except GitError:
+        return ""
 
 
 @contextmanager

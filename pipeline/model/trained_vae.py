@@ -1,4 +1,4 @@
-"""The one way to open a trained VAE: load the ``.keras`` file safely and name its parts.
+"""The trained VAE: ``TrainedVae``, the façade every step after training uses, and the one safe way to load it.
 
 Train, evaluate, report and the tests all take the encoder, the decoder and the decoder's
 logits view from here, so the layer names they depend on are written down once.
@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pipeline.core.errors import PipelineError, clipped
+from pipeline.core.errors import PipelineError, clipped, require_output
 from pipeline.model.vae import LabelError, decoder_logits, one_hot
 
 PREDICT_BATCH_SIZE = 1000
@@ -72,7 +72,7 @@ class TrainedVae:
         if labels is not None and len(labels) != count:
             raise LabelError(f"{len(labels)} labels for {count} inputs")
 
-    def model_inputs(self, first: np.ndarray, labels: np.ndarray | None) -> object:
+    def model_inputs(self, first: np.ndarray, labels: np.ndarray | None) -> np.ndarray | list[np.ndarray]:
         """``first`` alone for the unconditional VAE, ``[first, one-hot labels]`` for the conditional one.
 
         Raises ``LabelError`` as ``check_labels`` does, or for a label outside the model's classes.
@@ -108,8 +108,7 @@ def load_trained_vae(path: str | Path) -> TrainedVae:
     Keras finds the ``Sampling`` layer because importing ``pipeline.model.vae`` (as this module does)
     registers it, as ``pipeline>Sampling``.
     """
-    if not Path(path).is_file():
-        raise ModelLoadError(f"{path} not found; run the train stage first")
+    require_output(Path(path), "train", ModelLoadError)
     try:
         return TrainedVae(keras.models.load_model(path, safe_mode=True))
     except (ValueError, OSError, TypeError) as error:
@@ -119,8 +118,8 @@ def load_trained_vae(path: str | Path) -> TrainedVae:
 def _root_cause(error: BaseException) -> str:
     """The innermost message of a chained error, in one short line: Keras buries ``Could not locate class``
     several levels down, and follows it with a dump of the whole layer config."""
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__
+    while (inner := error.__cause__ or error.__context__) is not None:
+        error = inner
     text = str(error).strip()
     unknown = _UNKNOWN_CLASS.search(text)
     if unknown:
