@@ -6,7 +6,7 @@ Both trace once per input shape and structure (``None`` for an absent label inpu
 """
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import keras
 
@@ -18,7 +18,7 @@ def compiled(function: Function) -> Function:
     if keras.backend.backend() == "jax":
         import jax
 
-        return jax.jit(function)
+        return cast(Function, jax.jit(function))  # jit keeps the call signature; its wrapper type says less
     import tensorflow as tf
 
     return tf.function(function, jit_compile=True)

@@ -85,7 +85,8 @@ class JaxTrainer(VaeTrainer):
 
     def _epoch_totals(self, images: jax.Array, full: np.ndarray | None, tail: np.ndarray | None,
                       labels: jax.Array | None) -> np.ndarray:
-        state, totals = self._epoch(self._state(), images, full, tail, labels)
+        full_rows, tail_row = (None if rows is None else jnp.asarray(rows) for rows in (full, tail))
+        state, totals = self._epoch(self._state(), images, full_rows, tail_row, labels)
         self._store(state)
         return np.asarray(totals, dtype=np.float64)
 
