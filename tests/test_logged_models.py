@@ -75,6 +75,18 @@ def test_each_part_is_a_logged_model_of_the_run_with_tensor_signature_and_exampl
     assert specs["vae"] == ([("images", f32, (-1, 784))], [("pixels", f32, (-1, 784))])
 
 
+def test_each_model_requires_tensorflow_by_its_portable_name_whichever_build_is_installed(trained: dict) -> None:
+    """``tensorflow-cpu`` (the default where its wheel exists) trains; a serving host installs ``tensorflow``."""
+    import keras
+    import mlflow.pyfunc
+    import tensorflow as tf
+
+    for name, model_id in trained["model_ids"].items():
+        lines = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{model_id}")).read_text().split()
+        assert {f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"} <= set(lines), name
+        assert not [line for line in lines if line.startswith("tensorflow-cpu")], name
+
+
 def test_a_view_with_a_layer_from_outside_keras_is_refused() -> None:
     import keras
 

@@ -20,7 +20,7 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -61,10 +61,28 @@ def log_vae_models(encoder: "keras.Model", decoder: "keras.Model", example_input
     views = portable_views(encoder, decoder)
     arrays = dict(example_inputs)
     arrays[LATENT_INPUT] = _outputs(views[ENCODER], _inputs_of(views[ENCODER], arrays))["z_mean"]
-    requirements = [f"keras=={version('keras')}", f"tensorflow=={version('tensorflow')}"]
+    requirements = serving_requirements()
     with _quiet(QUIET_LOGGERS):
         return {name: _log_view(name, view, _inputs_of(view, arrays), requirements, step)
                 for name, view in views.items()}
+
+
+def serving_requirements() -> list[str]:
+    """``keras==X`` and ``tensorflow==Y``, the versions installed here, read from package metadata.
+
+    TensorFlow goes under its portable name whichever build is installed: ``tensorflow`` has wheels for
+    every platform a serving host may run, ``tensorflow-cpu`` (this project's default where it exists,
+    pyproject.toml) for Linux x86_64 and Windows only. Metadata, not ``tf.__version__``, keeps a process
+    that trained on JAX free of the TensorFlow import. Raises ``PackageNotFoundError`` without TensorFlow.
+    """
+    return [f"keras=={version('keras')}", f"tensorflow=={_tensorflow_version()}"]
+
+
+def _tensorflow_version() -> str:
+    try:
+        return version("tensorflow-cpu")
+    except PackageNotFoundError:
+        return version("tensorflow")
 
 
 def _inputs_of(view: "keras.Model", arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
