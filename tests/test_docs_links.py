@@ -5,14 +5,14 @@ not fetched (the tests never leave localhost)."""
 import re
 from collections import Counter
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from helpers import REPO_ROOT
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
-
-from helpers import REPO_ROOT
 
 PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 PARSER = MarkdownIt("commonmark").enable("table")
@@ -34,7 +34,7 @@ def anchors(page: Path) -> set[str]:
     tokens = PARSER.parse(page.read_text(encoding="utf-8"))
     seen: Counter[str] = Counter()
     found = set()
-    for opening, inline in zip(tokens, tokens[1:]):
+    for opening, inline in pairwise(tokens):
         if opening.type == "heading_open":
             slug = github_slug(inline_text(inline))
             found.add(slug if not seen[slug] else f"{slug}-{seen[slug]}")
@@ -72,7 +72,7 @@ def test_every_relative_link_resolves_to_a_file_and_heading(page: Path) -> None:
     assert not problems, problems
 
 
-def test_the_checker_catches_a_missing_file_a_missing_heading_and_an_escape(tmp_path: Path) -> None:
+def test_the_checker_catches_a_missing_file_a_missing_heading_and_an_escape() -> None:
     """The checker itself fails where it should, so a clean run means something."""
     page = REPO_ROOT / "docs" / "README.md"
     assert broken(page, "no-such-page.md") == "no-such-page.md: no such file"
