@@ -196,12 +196,12 @@ def test_load_vae_names_an_unknown_class_in_one_short_line(tmp_path: Path) -> No
 def test_readme_snippet_loads_the_saved_model_in_a_fresh_python_and_plain_keras_names_the_missing_layer(
     tmp_path: Path,
 ) -> None:
-    """``keras.models.load_model`` without ``import pipeline`` fails on the Sampling layer; the README's
-    snippet, run as written in a fresh interpreter, loads the file."""
+    """``keras.models.load_model`` without ``import pipeline`` fails on the Sampling layer; the snippet of
+    docs/serving.md, run as written in a fresh interpreter, loads the file."""
     (tmp_path / "models").mkdir()
     build_vae(LATENT_DIM, 16, seed=0).save(tmp_path / "models" / "vae.keras")
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S)
+    page = (REPO_ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", page, re.S)
                    if "keras.models.load_model" in block)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     plain = subprocess.run([sys.executable, "-c", "import keras; keras.models.load_model('models/vae.keras')"],
