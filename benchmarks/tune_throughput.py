@@ -81,7 +81,8 @@ def script_loop(data: Path, trials: int, epochs: int, seed: int) -> None:
 
     def objective(trial: optuna.Trial) -> float:
         started = time.monotonic()
-        config = TrainConfig.from_params(trial_params(params, settings, suggest(trial, settings)))
+        config = TrainConfig.from_params(trial_params(params, settings, suggest(trial, settings)),
+                                         train_size=len(train))
         timing = time_keras_fit(config, train, held_out)
         print(f"trial {trial.number} {time.monotonic() - started:.2f} {sum(timing.clock.wall):.2f}", flush=True)
         return timing.final["val_neg_elbo"]
