@@ -54,10 +54,11 @@ def tracked(root: Path, env: dict[str, str], workers: int, trials: int, epochs: 
 
 
 def script(root: Path, env: dict[str, str], data: Path, trials: int, epochs: int, seed: int) -> dict[str, float]:
-    """The user's script as a process of its own; it prints its per-trial seconds."""
+    """The user's script as a process of its own, the clone's copy on the clone's code, space and params (so a
+    round measures one commit whatever the working tree holds); it prints its per-trial seconds."""
     started = time.monotonic()
-    output = run(root, env, str(Path(__file__).resolve()), "--script", "--data", str(data), "--trials", str(trials),
-                 "--epochs", str(epochs), "--seed", str(seed))
+    output = run(root, env | {"PYTHONPATH": str(root)}, str(root / "benchmarks" / Path(__file__).name), "--script",
+                 "--data", str(data), "--trials", str(trials), "--epochs", str(epochs), "--seed", str(seed))
     wall = time.monotonic() - started
     rows = [line.split() for line in output.splitlines() if line.startswith("trial ")]
     return {"wall": wall, "complete": len(rows), "trial": statistics.median(float(row[2]) for row in rows),
