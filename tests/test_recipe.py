@@ -69,7 +69,6 @@ def test_a_shipped_tuned_recipe_fits_params_yaml_and_apply_notebook_undoes_it_by
     shutil.copyfile(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     original = (tmp_path / "params.yaml").read_bytes()
     shipped = recipe.read_recipe(SHIPPED / f"{name}.yaml")
-    assert list(shipped.values) == list(recipe.RECIPE_PARAMS), "each sets every knob, so applies commute"
     options = ["--params", str(tmp_path / "params.yaml"), "--recipes", str(SHIPPED)]
     assert recipe.main(["apply", name, *options]) == 0
     applied = load_params(tmp_path / "params.yaml").flat()
@@ -81,12 +80,11 @@ def test_a_shipped_tuned_recipe_fits_params_yaml_and_apply_notebook_undoes_it_by
 def test_tuned_is_study_real_30s_best_trial_and_tuned_long_changes_only_what_its_comment_says() -> None:
     tuned = recipe.read_recipe(SHIPPED / "tuned.yaml").values
     long = recipe.read_recipe(SHIPPED / "tuned-long.yaml").values
-    assert {key: tuned[key] for key in ("train.optimizer", "train.learning_rate", "train.batch_size",
-                                        "train.beta", "train.epochs")} == {
-        "train.optimizer": "adam", "train.learning_rate": 0.0063339, "train.batch_size": 32,
-        "train.beta": 0.764425, "train.epochs": 5}  # trial 23 of study real-30 (MLflow run be1953be)
-    changed = {key: long[key] for key in long if long[key] != tuned[key]}
-    assert changed == {"train.epochs": 50, "train.lr_schedule": "cosine", "train.lr_final_fraction": 0.05}
+    assert tuned == {"train.batch_size": 32, "train.optimizer": "adam", "train.learning_rate": 0.0063339,
+                     "train.beta": 0.764425}  # trial 23 of study real-30 (MLflow run be1953be); 5 epochs as default
+    assert {key: value for key, value in long.items() if tuned.get(key) != value} == {
+        "train.epochs": 50, "train.lr_schedule": "cosine", "train.lr_final_fraction": 0.05}
+    assert set(tuned) < set(long)
 
 
 def test_recipe_list_shows_the_three_shipped_recipes(capsys: pytest.CaptureFixture[str]) -> None:
