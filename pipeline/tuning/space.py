@@ -95,7 +95,7 @@ def _dimension_kind(raw: Any) -> str:
     """Which kind of dimension ``raw`` is meant to be, so a mistake is reported against that kind alone:
     ``choices`` when it has them, ``int`` when both ends are integers, else ``float``."""
     if not isinstance(raw, Mapping):
-        return {Choices: "choices", IntRange: "int"}.get(type(raw), "float")
+        return "choices" if isinstance(raw, Choices) else "int" if isinstance(raw, IntRange) else "float"
     if "choices" in raw:
         return "choices"
     ends = [raw.get("low"), raw.get("high")]
