@@ -28,10 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="model and train settings")
     parser.add_argument("--epochs", type=int, default=None, help="default: train.epochs from the params")
     args = parser.parse_args(argv)
-    config = TrainConfig.from_params(load_params(args.params))
+    train, held_out = load_images(args.data)
+    config = TrainConfig.from_params(load_params(args.params), train_size=len(train))
     if args.epochs is not None:
         config = dataclasses.replace(config, epochs=args.epochs)
-    train, held_out = load_images(args.data)
     timing = time_keras_fit(config, train, held_out)
     epochs = timing.clock.wall
     after_first = f", then {steady(epochs):.1f} s/epoch" if len(epochs) > 1 else ""

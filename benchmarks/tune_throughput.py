@@ -1,12 +1,14 @@
 """Completed trials per hour: tracked studies (``tune run`` with 1 and 2 workers) against the user's alternative,
 a hand-written Optuna loop around the notebook's Keras ``fit`` in one process, on the same space and epochs.
 
-In a throw-away clone of HEAD with its own MLflow store, download and prepare are built once; then each round
-runs ``--trials`` trials of ``--epochs`` epochs (a new ``train.seed`` each round, so DVC's run cache skips
-nothing) with each worker count, then the script (``--script`` mode of this file, as its own process: it pays
-TensorFlow's import once, as a user's script does) on the same validation split. Prints, with medians over
-``--repeats``: wall seconds, trials per hour and their ratio to the script's, and per trial the seconds of
-its training epochs and the rest (process starts, DVC, MLflow, model building), from the trials' own records.
+In a throw-away clone of HEAD (or ``--rev``) with its own MLflow store, download and prepare are built once;
+then each round runs ``--trials`` trials of ``--epochs`` epochs (a new ``train.seed`` each round, so DVC's run
+cache skips nothing) with each worker count, then the script (``--script`` mode of the clone's copy of this
+file, as its own process: it pays TensorFlow's import once, as a user's script does) on the same validation
+split. Prints, with medians over ``--repeats``: wall seconds, trials per hour and their ratio to the script's,
+and per trial the seconds of its training epochs and the rest (process starts, DVC, MLflow, model building),
+from the trials' own records, and of that rest what lies outside the trial's MLflow run (DVC, the stage's
+process start and its imports, TensorFlow's included, loading the data, pushing the experiment).
 
     MNIST_MIRROR=/abs/path/to/mnist uv run python benchmarks/tune_throughput.py --trials 6 --epochs 2
 """
@@ -48,16 +50,21 @@ def tracked(root: Path, env: dict[str, str], workers: int, trials: int, epochs: 
     with sqlite3.connect(root / "mlflow.db") as store:
         epoch_seconds = [store.execute("SELECT sum(value) FROM metrics WHERE run_uuid = ? AND key = 'seconds'",
                                        (trial.user_attrs["mlflow_run_id"],)).fetchone()[0] for trial in done]
+        run_seconds = [(end - start) / 1000 for start, end in (
+            store.execute("SELECT start_time, end_time FROM runs WHERE run_uuid = ?",
+                          (trial.user_attrs["mlflow_run_id"],)).fetchone() for trial in done)]
     seconds = [(trial.datetime_complete - trial.datetime_start).total_seconds() for trial in done]
     return {"wall": wall, "complete": len(done), "trial": statistics.median(seconds),
-            "epochs": statistics.median(epoch_seconds)}
+            "epochs": statistics.median(epoch_seconds),
+            "outside": statistics.median(total - inside for total, inside in zip(seconds, run_seconds, strict=True))}
 
 
 def script(root: Path, env: dict[str, str], data: Path, trials: int, epochs: int, seed: int) -> dict[str, float]:
-    """The user's script as a process of its own; it prints its per-trial seconds."""
+    """The user's script as a process of its own, the clone's copy on the clone's code, space and params (so a
+    round measures one commit whatever the working tree holds); it prints its per-trial seconds."""
     started = time.monotonic()
-    output = run(root, env, str(Path(__file__).resolve()), "--script", "--data", str(data), "--trials", str(trials),
-                 "--epochs", str(epochs), "--seed", str(seed))
+    output = run(root, env | {"PYTHONPATH": str(root)}, str(root / "benchmarks" / Path(__file__).name), "--script",
+                 "--data", str(data), "--trials", str(trials), "--epochs", str(epochs), "--seed", str(seed))
     wall = time.monotonic() - started
     rows = [line.split() for line in output.splitlines() if line.startswith("trial ")]
     return {"wall": wall, "complete": len(rows), "trial": statistics.median(float(row[2]) for row in rows),
@@ -81,7 +88,8 @@ def script_loop(data: Path, trials: int, epochs: int, seed: int) -> None:
 
     def objective(trial: optuna.Trial) -> float:
         started = time.monotonic()
-        config = TrainConfig.from_params(trial_params(params, settings, suggest(trial, settings)))
+        config = TrainConfig.from_params(trial_params(params, settings, suggest(trial, settings)),
+                                         train_size=len(train))
         timing = time_keras_fit(config, train, held_out)
         print(f"trial {trial.number} {time.monotonic() - started:.2f} {sum(timing.clock.wall):.2f}", flush=True)
         return timing.final["val_neg_elbo"]
@@ -96,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per trial (default 2)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="tracked worker counts")
     parser.add_argument("--repeats", type=int, default=1, help="rounds (medians reported)")
+    parser.add_argument("--rev", default="HEAD", help="the commit to measure (default: HEAD)")
     parser.add_argument("--script", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -112,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tune-throughput-") as scratch:
         root = Path(scratch) / "clone"
         subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(root)], check=True)
+        subprocess.run(["git", "checkout", "--quiet", "--detach", args.rev], cwd=root, check=True)
         run(root, env, "-m", "dvc", "repro", "prepare")
         for repeat in range(args.repeats):
             seed = 1000 * (repeat + 1)
@@ -126,13 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline = statistics.median(row["wall"] / row["complete"] for row in results[next(reversed(results))])
     print(f"\n{args.trials} trials of {args.epochs} epochs, median of {args.repeats}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
-    print("| variant | wall s | trials/hour | vs script | s/trial | epochs s/trial | rest s/trial |")
-    print("| --- | --: | --: | --: | --: | --: | --: |")
+    print("| variant | wall s | trials/hour | vs script | s/trial | epochs s/trial | rest s/trial | "
+          "outside the run s/trial |")
+    print("| --- | --: | --: | --: | --: | --: | --: | --: |")
     for name, rows in results.items():
         per_trial = statistics.median(row["wall"] / row["complete"] for row in rows)
         trial, epochs = (statistics.median(row[key] for row in rows) for key in ("trial", "epochs"))
+        outside = f"{statistics.median(row['outside'] for row in rows):.1f}" if "outside" in rows[0] else ""
         print(f"| {name} | {statistics.median(row['wall'] for row in rows):.0f} | {3600 / per_trial:.0f} | "
-              f"{baseline / per_trial:.2f}x | {trial:.1f} | {epochs:.1f} | {trial - epochs:.1f} |")
+              f"{baseline / per_trial:.2f}x | {trial:.1f} | {epochs:.1f} | {trial - epochs:.1f} | {outside} |")
     return 0
 
 

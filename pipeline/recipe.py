@@ -11,7 +11,7 @@ other recipe gives back the same bytes.
 import argparse
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,17 +51,23 @@ class Recipe:
 
 
 def recipe_paths(folder: Path) -> dict[str, Path]:
-    """Every ``<name>.yaml`` in ``folder`` by name, sorted."""
-    return {path.stem: path for path in sorted(Path(folder).glob("*.yaml"))}
+    """Every ``<name>.yaml`` in ``folder`` by name, sorted by name (``tuned`` before ``tuned-long``)."""
+    return {path.stem: path for path in sorted(Path(folder).glob("*.yaml"), key=lambda path: path.stem)}
 
 
 def read_recipe(path: Path) -> Recipe:
     """Read and validate one recipe; ``RecipeError`` in one line naming the file and each bad key."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-        raw = load_yaml(text)
     except OSError as error:
         raise RecipeError(f"cannot read {path}: {error.strerror or error}") from None
+    return parse_recipe(text, Path(path))
+
+
+def parse_recipe(text: str, path: Path) -> Recipe:
+    """Validate ``text`` as the recipe file ``path``; ``RecipeError`` in one line naming the file and the key."""
+    try:
+        raw = load_yaml(text)
     except YamlError as error:
         raise RecipeError(f"{path}: {error}") from None
     comments = [line.lstrip("# ").strip() for line in text.splitlines() if line.strip()]
@@ -91,6 +97,23 @@ def find_recipe(folder: Path, name: str) -> Recipe:
         known = ", ".join(paths) or "none"
         raise RecipeError(f"no recipe {name!r} in {folder} (there: {known})")
     return read_recipe(paths[name])
+
+
+def recipe_text(comments: Sequence[str], values: Mapping[str, Any]) -> str:
+    """A recipe file: ``comments`` as its first lines, then ``values`` (dotted train keys) nested as in params.yaml."""
+    stream = io.StringIO()
+    round_trip_yaml().dump({"train": {key.removeprefix("train."): value for key, value in values.items()}}, stream)
+    return "".join(f"# {line}\n" for line in comments) + stream.getvalue()
+
+
+def write_recipe(path: Path, text: str, replace: bool = False) -> Recipe:
+    """Write the recipe ``text`` to ``path`` once it validates; ``RecipeError`` when it does not, or when ``path``
+    exists and ``replace`` is false (a shipped recipe is replaced on purpose only)."""
+    if path.exists() and not replace:
+        raise RecipeError(f"{path} exists; pass --force to replace it")
+    recipe = parse_recipe(text, path)
+    atomic_files.write_text(path, text)
+    return recipe
 
 
 def round_trip_yaml() -> YAML:

@@ -1,10 +1,11 @@
-"""``python -m pipeline tune run|worker|show|apply``: hyperparameter studies. Optuna decides, DVC executes,
+"""``python -m pipeline tune run|worker|show|apply|recipe``: hyperparameter studies. Optuna decides, DVC executes,
 MLflow records.
 
 ``run`` studies on one machine with K worker processes on Optuna's journal file (``.tune/journal.log``);
 ``worker`` joins a study from any host through a shared storage (PostgreSQL, from ``--storage`` or
 ``OPTUNA_STORAGE``); ``show`` lists the trials best first; ``apply`` brings the best trial's experiment into the
-workspace, so ``dvc repro`` scores it on the test set and the gate compares it like any change.
+workspace, so ``dvc repro`` scores it on the test set and the gate compares it like any change; ``recipe``
+writes its train params as a named recipe (``recipes/NAME.yaml``, see ``python -m pipeline recipe``).
 """
 
 import argparse
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 from pipeline.core.cli import run_stage, stage_parser
 from pipeline.core.errors import PipelineError
 from pipeline.core.params import load_params
-from pipeline.core.paths import PARAMS_FILE, project_root
+from pipeline.core.paths import PARAMS_FILE, RECIPES_DIR, project_root
 from pipeline.core.tables import add_table_options, show_table
 from pipeline.tuning.space import TUNE_FILE, TuneSettings, load_settings, parse_overrides
 from pipeline.tuning.workspace import JOURNAL_FILE, STOP_WAIT_S
@@ -162,15 +163,14 @@ def _worker(args: argparse.Namespace) -> None:
     url = _storage(args)
     stored = _study_settings(args, url)
     root = project_root()
-    import optuna
-
     from pipeline.tracking.store import configure
+    from pipeline.tuning import study as studies
     from pipeline.tuning.worker import Worker
     from pipeline.tuning.workspace import acquired
 
     study = _open(url, args.study, stored, args.params)
     seed = stored.seed + args.seed_offset if args.seed_offset is not None else None
-    study.sampler = optuna.samplers.TPESampler(seed=seed)  # a worker on another host draws its own points
+    study.sampler = studies.make_sampler(seed)  # a worker on another host draws its own points
     with acquired(root, args.workspace) as workspace:
         workspace.sync()
         worker = Worker(study, stored, load_params(args.params), workspace, url, configure(root))
@@ -224,19 +224,47 @@ def _apply(args: argparse.Namespace) -> None:
           "dvc repro now scores it on the test set")
 
 
+def _recipe(args: argparse.Namespace) -> None:
+    """Write the best trial's train params that differ from the notebook's as ``recipes/NAME.yaml``."""
+    url = _storage(args, project_root() / JOURNAL_FILE)
+    from pipeline.recipe import RECIPE_PARAMS, recipe_text, write_recipe
+    from pipeline.tuning import study as studies
+    from pipeline.tuning.results import best_train_params
+    from pipeline.tuning.worker import EXPERIMENT_ATTR
+
+    study = studies.load(url, args.study)
+    try:
+        best, values = best_train_params(study, load_params(args.params), RECIPE_PARAMS)
+    except ValueError as error:
+        raise PipelineError(str(error)) from None
+    states = [trial.state.name.lower() for trial in study.get_trials(deepcopy=False)]
+    counts = ", ".join(f"{states.count(state)} {state}" for state in dict.fromkeys(sorted(states)))
+    fixed = ", ".join(f"{key}={value}" for key, value in studies.settings_of(study).fixed.items())
+    comments = [f"{args.name}: best of tune study {args.study} ({len(states)} trials: {counts}), "
+                f"{best.user_attrs.get(EXPERIMENT_ATTR)}, validation -ELBO {best.value:.2f}",
+                f"The study fixed {fixed}; floats to 3 digits. Written by: python -m pipeline tune recipe "
+                f"{args.name} --study {args.study}", *args.note]
+    path = args.recipes / f"{args.name}.yaml"
+    write_recipe(path, recipe_text(comments, values), replace=args.force)
+    print(f"tune: wrote {path} ({len(values)} params) from {best.user_attrs.get(EXPERIMENT_ATTR)}; "
+          f"python -m pipeline recipe apply {args.name} puts them in params.yaml")
+
+
 def _verbose(args: argparse.Namespace) -> list[str]:
     return ["-v"] if args.verbose else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline tune <run|worker|show|apply> [options]``: parse ``argv``, run, return the exit code."""
+    """``python -m pipeline tune <run|worker|show|apply|recipe> [options]``: parse ``argv``, run, return the exit
+    code."""
     parser = stage_parser("tune", __doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,worker,show,apply}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,worker,show,apply,recipe}")
     run = commands.add_parser("run", help="run a study on this machine with K worker processes")
     worker = commands.add_parser("worker", help="join a study through a shared storage (PostgreSQL)")
     show = commands.add_parser("show", help="the study's trials, best first")
     apply = commands.add_parser("apply", help="dvc exp apply the best trial's experiment")
-    for sub in (run, worker, show, apply):
+    recipe = commands.add_parser("recipe", help="write the best trial's train params as recipes/NAME.yaml")
+    for sub in (run, worker, show, apply, recipe):
         sub.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
         sub.add_argument("--params", type=Path, default=PARAMS_FILE, help=f"params file (default: {PARAMS_FILE})")
         sub.add_argument("-v", "--verbose", action="store_true", help="show third-party output too")
@@ -247,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          help="fix a param for every trial, as dvc exp run -S (repeatable)")
         sub.add_argument("--tune-file", type=Path, default=TUNE_FILE, help=f"search space (default: {TUNE_FILE})")
     run.add_argument("--workers", type=int, default=2, help="worker processes on this machine (default: 2)")
-    for sub in (worker, show, apply):
+    for sub in (worker, show, apply, recipe):
         sub.add_argument("--storage", help="Optuna storage URL (default: $OPTUNA_STORAGE"
                                            f"{'' if sub is worker else f', else {JOURNAL_FILE}'})")
     worker.add_argument("--workspace", type=int, help="prefer workspace .tune/workspaces/w<N>")
@@ -256,7 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                 "param importances as PNGs in DIR")
     add_table_options(show)
     apply.add_argument("--force", action="store_true", help="apply even when HEAD is not the commit the trial ran on")
-    bodies = {"run": _run, "worker": _worker, "show": _show, "apply": _apply}
+    recipe.add_argument("name", help="the recipe's file name without .yaml")
+    recipe.add_argument("--note", action="append", default=[], help="a comment line to add (repeatable)")
+    recipe.add_argument("--recipes", type=Path, default=RECIPES_DIR, help=f"recipe folder (default: {RECIPES_DIR})")
+    recipe.add_argument("--force", action="store_true", help="replace the recipe file if it exists")
+    bodies = {"run": _run, "worker": _worker, "show": _show, "apply": _apply, "recipe": _recipe}
     return run_stage("tune", lambda args: bodies[args.command](args), parser, argv)
 
 

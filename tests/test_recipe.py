@@ -62,6 +62,37 @@ def test_every_shipped_recipe_is_valid_and_undone_by_notebook(path: Path) -> Non
     assert shipped.origin
 
 
+@pytest.mark.parametrize("name", ["tuned", "tuned-long"])
+def test_a_shipped_tuned_recipe_fits_params_yaml_and_apply_notebook_undoes_it_byte_for_byte(
+    tmp_path: Path, name: str
+) -> None:
+    shutil.copyfile(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    original = (tmp_path / "params.yaml").read_bytes()
+    shipped = recipe.read_recipe(SHIPPED / f"{name}.yaml")
+    options = ["--params", str(tmp_path / "params.yaml"), "--recipes", str(SHIPPED)]
+    assert recipe.main(["apply", name, *options]) == 0
+    applied = load_params(tmp_path / "params.yaml").flat()
+    assert all(applied[key] == value for key, value in shipped.values.items())
+    assert recipe.main(["apply", "notebook", *options]) == 0
+    assert (tmp_path / "params.yaml").read_bytes() == original
+
+
+def test_tuned_is_study_real_30s_best_trial_and_tuned_long_changes_only_what_its_comment_says() -> None:
+    tuned = recipe.read_recipe(SHIPPED / "tuned.yaml").values
+    long = recipe.read_recipe(SHIPPED / "tuned-long.yaml").values
+    assert tuned == {"train.batch_size": 32, "train.optimizer": "adam", "train.learning_rate": 0.0063339,
+                     "train.beta": 0.764425}  # trial 23 of study real-30 (MLflow run be1953be); 5 epochs as default
+    assert {key: value for key, value in long.items() if tuned.get(key) != value} == {
+        "train.epochs": 50, "train.lr_schedule": "cosine", "train.lr_final_fraction": 0.05}
+    assert set(tuned) < set(long)
+
+
+def test_recipe_list_shows_the_three_shipped_recipes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert recipe.main(["list", "--params", str(REPO_ROOT / "params.yaml"), "--recipes", str(SHIPPED)]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == ["notebook", "tuned", "tuned-long"]
+
+
 def test_apply_then_apply_notebook_gives_params_yaml_back_byte_for_byte(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

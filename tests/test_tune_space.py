@@ -3,6 +3,7 @@ or would score on the test set; the committed file is valid."""
 
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from helpers import REPO_ROOT
@@ -14,8 +15,10 @@ from pipeline.tuning.space import (
     cli_value,
     load_settings,
     parse_overrides,
+    settings_from,
     trial_params,
 )
+from pipeline.tuning.study import make_sampler, suggest
 
 BASE = {"objective": "val_neg_elbo", "trials": 4, "fixed": {"data.val_fraction": 0.1},
         "space": {"train.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
@@ -24,7 +27,7 @@ BASE = {"objective": "val_neg_elbo", "trials": 4, "fixed": {"data.val_fraction":
 
 def write(tmp_path: Path, settings: dict) -> Path:
     path = tmp_path / "tune.yaml"
-    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")  # the space is drawn in order
     return path
 
 
@@ -39,7 +42,11 @@ def test_the_committed_search_space_fits_the_committed_params() -> None:
     settings = load_settings(REPO_ROOT / "tune.yaml", load_params(REPO_ROOT / "params.yaml"))
     assert settings.objective == "val_neg_elbo" and settings.trials >= 30
     assert settings.fixed["data.val_fraction"] > 0
-    assert {"train.optimizer", "train.learning_rate", "train.batch_size", "train.beta"} <= set(settings.space)
+    assert settings.fixed["train.beta"] == 1.0  # trials train on the bound they are judged by
+    knobs = {"train.optimizer", "train.learning_rate", "train.batch_size", "train.adam_beta_1", "train.adam_beta_2",
+             "train.rmsprop_rho", "train.rmsprop_epsilon", "train.lr_schedule", "train.lr_final_fraction",
+             "train.lr_warmup_epochs", "train.beta_warmup_epochs", "train.z_samples"}
+    assert knobs <= set(settings.space)
 
 
 @pytest.mark.parametrize(("space", "expected"), [
@@ -117,3 +124,94 @@ def test_a_trial_combination_that_does_not_fit_together_is_caught_before_it_runs
     assert trial_params(parse_params({}), settings, {"train.batch_size": 100, "model.intermediate_dim": 4096})
     with pytest.raises(TuneSettingsError, match="train.batch_size: .* hidden activations per step"):
         trial_params(parse_params({}), settings, {"train.batch_size": 60_000, "model.intermediate_dim": 4096})
+
+
+OPTIMIZERS = {"train.optimizer": {"choices": ["adam", "rmsprop"]},
+              "train.adam_beta_2": {"low": 0.99, "high": 0.9999, "when": {"train.optimizer": "adam"}}}
+SCHEDULES = {"train.lr_schedule": {"choices": ["constant", "cosine", "exponential"]},
+             "train.lr_final_fraction": {"low": 0.01, "high": 0.3, "log": True,
+                                         "when": {"train.lr_schedule": ["cosine", "exponential"]}}}
+
+
+@pytest.mark.parametrize(("space", "fixed", "expected"), [
+    ({"train.optimizer": {"choices": ["adam", "rmsprop"]}, "train.adam_beta_2": {"low": 0.99, "high": 0.9999}}, {},
+     "space.train.adam_beta_2: value 0.99: train.adam_beta_2: 0.99 has no effect with train.optimizer rmsprop"),
+    ({**OPTIMIZERS, "train.rmsprop_rho": {"low": 0.9, "high": 0.99, "when": {"train.optimiser": "rmsprop"}}}, {},
+     "space.train.rmsprop_rho.when.train.optimiser: value 'rmsprop': train.optimiser: unknown key"),
+    ({**OPTIMIZERS, "train.rmsprop_rho": {"low": 0.9, "high": 0.99, "when": {"trian.optimizer": "rmsprop"}}}, {},
+     "space.train.rmsprop_rho.when.trian.optimizer: value 'rmsprop': trian: unknown key"),
+    ({**OPTIMIZERS, "train.adam_beta_1": {"low": 0.8, "high": 0.95, "when": {"train.optimizer": "nadam"}}}, {},
+     "space.train.adam_beta_1.when.train.optimizer: 'nadam' is not one of its choices ['adam', 'rmsprop']"),
+    ({**OPTIMIZERS, "train.adam_beta_1": {"low": 0.8, "high": 0.95, "when": {"train.optimizer": ["adam", "sgd"]}}},
+     {}, "space.train.adam_beta_1.when.train.optimizer: 'sgd' is not one of its choices"),
+    ({"train.adam_beta_1": {"low": 0.8, "high": 0.95, "when": {"train.optimizer": "nadam"}}},
+     {"train.optimizer": "adam"}, "space.train.adam_beta_1.when.train.optimizer: value 'nadam': train.optimizer: "
+                                  "Input should be 'rmsprop', 'adam' or 'sgd'"),
+    ({"train.adam_beta_1": {"low": 0.8, "high": 0.95, "when": {"train.optimizer": "adam"}}},
+     {"train.optimizer": "rmsprop"}, "space.train.adam_beta_1.when.train.optimizer: never met: train.optimizer is "
+                                     "fixed at 'rmsprop'"),
+    ({"train.adam_beta_1": {"low": 0.8, "high": 0.95, "when": {"train.optimizer": "adam"}}}, {},
+     "space.train.adam_beta_1.when.train.optimizer: train.optimizer is neither searched with choices nor fixed"),
+    ({"train.adam_beta_1": {"low": 0.8, "high": 0.95, "when": {"train.optimizer": "adam"}},
+      "train.optimizer": {"choices": ["adam", "rmsprop"]}}, {},
+     "space.train.adam_beta_1.when.train.optimizer: train.optimizer is listed after train.adam_beta_1"),
+    ({"train.learning_rate": {"low": 1e-3, "high": 1e-2},
+      "train.lr_warmup_epochs": {"low": 0.0, "high": 1.0, "when": {"train.learning_rate": 1e-3}}}, {},
+     "space.train.lr_warmup_epochs.when.train.learning_rate: train.learning_rate is searched over a range"),
+    ({"train.lr_warmup_epochs": {"low": 0.0, "high": 1.0, "when": {"train.lr_warmup_epochs": 0.5}}}, {},
+     "space.train.lr_warmup_epochs.when.train.lr_warmup_epochs: a dimension cannot depend on itself"),
+    ({**OPTIMIZERS, **SCHEDULES, "train.lr_warmup_epochs": {
+        "low": 0.0, "high": 1.0, "when": {"train.lr_schedule": "cosine", "train.adam_beta_2": 0.99}}}, {},
+     "space.train.lr_warmup_epochs.when.train.adam_beta_2: train.adam_beta_2 is searched over a range"),
+    ({**OPTIMIZERS, "train.lr_schedule": {"choices": ["constant", "cosine"], "when": {"train.optimizer": "adam"}},
+      "train.lr_final_fraction": {"low": 0.01, "high": 0.3,
+                                  "when": {"train.lr_schedule": "cosine", "train.optimizer": "rmsprop"}}}, {},
+     "space.train.lr_final_fraction.when.train.optimizer: never met: it needs train.optimizer in ['adam'] and "
+     "in ['rmsprop']"),
+    ({**OPTIMIZERS, "train.adam_beta_1": {"low": 0.8, "high": 0.95, "when": {"train.optimizer": []}}}, {},
+     "space.train.adam_beta_1.when.train.optimizer: Tuple should have at least 1 item"),
+    ({**OPTIMIZERS, "train.adam_beta_1": {"low": 0.8, "high": 0.95, "when": "adam"}}, {},
+     "space.train.adam_beta_1.when: Input should be a valid dictionary"),
+    ({**OPTIMIZERS, "train.adam_beta_1": {"low": 0.8, "high": 0.95, "when": {"train.optimizer": {"is": "adam"}}}},
+     {}, "space.train.adam_beta_1.when: Value error, train.optimizer: expected a value or a list of values"),
+    ({"train.lr_schedule": {"choices": ["cosine", "exponential"]},
+      "train.lr_final_fraction": {"low": 0.0, "high": 0.3, "when": {"train.lr_schedule": ["cosine", "exponential"]}}},
+     {}, "space.train.lr_final_fraction: value 0.0: train.lr_final_fraction: 0 is never reached by an exponential"),
+])
+def test_a_bad_condition_is_refused_naming_the_dotted_key(tmp_path: Path, space: dict, fixed: dict,
+                                                          expected: str) -> None:
+    change = {"space": space, "fixed": {"data.val_fraction": 0.1, "train.beta": 1.0, **fixed}}
+    assert expected in refusal(tmp_path, change)
+
+
+CONDITIONAL = {**OPTIMIZERS, **SCHEDULES,
+               "train.rmsprop_rho": {"choices": [0.9, 0.99], "when": {"train.optimizer": "rmsprop"}},
+               "train.objective": {"choices": ["elbo", "iwae"]},
+               "train.beta_warmup_epochs": {"low": 0.0, "high": 1.0, "when": {"train.objective": "elbo"}}}
+
+
+def test_a_conditional_space_loads_and_survives_the_study_s_stored_copy(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, {**BASE, "fixed": {"data.val_fraction": 0.1, "train.beta": 1.0},
+                                              "space": CONDITIONAL}), parse_params({}))
+    assert settings.space["train.adam_beta_2"].when == {"train.optimizer": ("adam",)}
+    assert settings.space["train.lr_final_fraction"].when == {"train.lr_schedule": ("cosine", "exponential")}
+    assert settings_from(settings.as_attrs()) == settings  # what a joining worker on another host reads
+
+
+def test_each_trial_draws_a_conditional_dimension_exactly_when_its_condition_holds(tmp_path: Path) -> None:
+    """Past the sampler's random start too (the group-decomposed TPE), and every drawn point trains."""
+    settings = load_settings(write(tmp_path, {**BASE, "fixed": {"data.val_fraction": 0.1, "train.beta": 1.0},
+                                              "space": CONDITIONAL}), parse_params({}))
+    study = optuna.create_study(sampler=make_sampler(0))
+    seen = set()
+    for _ in range(24):
+        trial = study.ask()
+        point = suggest(trial, settings)
+        assert ("train.adam_beta_2" in point) == (point["train.optimizer"] == "adam")
+        assert ("train.rmsprop_rho" in point) == (point["train.optimizer"] == "rmsprop")
+        assert ("train.lr_final_fraction" in point) == (point["train.lr_schedule"] != "constant")
+        assert ("train.beta_warmup_epochs" in point) == (point["train.objective"] == "elbo")
+        trial_params(parse_params({}), settings, point)  # no conflict: a skipped setting keeps its default
+        seen.add((point["train.optimizer"], point["train.lr_schedule"], point["train.objective"]))
+        study.tell(trial, point.get("train.adam_beta_2", 1.0) + point.get("train.lr_final_fraction", 0.0))
+    assert len(seen) >= 6  # the draws went down most branches

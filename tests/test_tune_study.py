@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -215,3 +216,66 @@ def test_a_worker_joining_a_study_its_creator_is_still_setting_up_waits_for_the_
     joined = studies.create_or_load(url, "young", SETTINGS)
     creator.join()
     assert len(studies.running(joined)) == 2, "the joining worker saw an empty queue and would have stopped"
+
+
+
+RECIPE_SETTINGS = settings_from({
+    "trials": 3, "fixed": {"data.val_fraction": 0.1, "train.epochs": 50, "train.beta": 1.0},
+    "space": {"train.optimizer": {"choices": ["adam", "rmsprop"]},
+              "train.learning_rate": {"low": 1e-3, "high": 3e-2, "log": True},
+              "train.adam_beta_2": {"choices": [0.99, 0.999], "when": {"train.optimizer": "adam"}},
+              "train.batch_size": {"choices": [32, 100]}}})
+
+
+def recipe_study(url: str, name: str, points: list[tuple[dict, float | None]]) -> optuna.Study:
+    """A study of ``RECIPE_SETTINGS`` whose trials drew ``points`` and ended with the values (None: pruned)."""
+    study = optuna.create_study(study_name=name, storage=open_storage(url))
+    study.set_user_attr(studies.SETTINGS_ATTR, RECIPE_SETTINGS.as_attrs())
+    for point, value in points:
+        study.enqueue_trial(point)
+        trial = study.ask()
+        assert studies.suggest(trial, RECIPE_SETTINGS) == point
+        trial.set_user_attr("dvc_experiment", f"{name}-t{trial.number}")
+        study.tell(trial, value, state=TrialState.COMPLETE if value is not None else TrialState.PRUNED)
+    return study
+
+
+def test_tune_recipe_writes_the_best_trials_changed_train_params_as_a_recipe_that_round_trips(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from helpers import REPO_ROOT
+
+    from pipeline import recipe, tune
+
+    url = journal(tmp_path)
+    best = {"train.optimizer": "adam", "train.learning_rate": 0.0091234567, "train.adam_beta_2": 0.99,
+            "train.batch_size": 100}
+    recipe_study(url, "long", [({"train.optimizer": "rmsprop", "train.learning_rate": 0.002,
+                                 "train.batch_size": 32}, 160.0), (best, 150.5),
+                               ({"train.optimizer": "rmsprop", "train.learning_rate": 0.02, "train.batch_size": 32},
+                                None)])
+    shutil.copyfile(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(REPO_ROOT / "recipes", tmp_path / "recipes", ignore=shutil.ignore_patterns("tuned*"))
+    command = ["recipe", "tuned-long", "--study", "long", "--storage", url, "--params", str(tmp_path / "params.yaml"),
+               "--recipes", str(tmp_path / "recipes"), "--note", "Confirmed with seeds 1, 2, 3."]
+    assert tune.main(command) == 0
+    assert "tune: wrote" in capsys.readouterr().out
+
+    written = recipe.read_recipe(tmp_path / "recipes" / "tuned-long.yaml")
+    assert written.values == {"train.epochs": 50, "train.optimizer": "adam", "train.learning_rate": 0.00912,
+                              "train.adam_beta_2": 0.99, "train.beta": 1.0}, "only what differs from the notebook"
+    assert written.origin.startswith("tuned-long: best of tune study long (3 trials: 2 complete, 1 pruned), long-t1,")
+    assert "# Confirmed with seeds 1, 2, 3.\n" in written.path.read_text(encoding="utf-8")
+    original = (tmp_path / "params.yaml").read_bytes()
+    for name in ("tuned-long", "notebook"):
+        assert recipe.main(["apply", name, "--params", str(tmp_path / "params.yaml"),
+                            "--recipes", str(tmp_path / "recipes")]) == 0
+    assert (tmp_path / "params.yaml").read_bytes() == original
+
+    assert tune.main(command) == 1, "a recipe file is replaced on purpose only"
+    assert "exists; pass --force to replace it" in capsys.readouterr().err
+    assert tune.main([*command, "--force"]) == 0
+    recipe_study(url, "none-complete", [(best, None)])
+    assert tune.main(["recipe", "x", "--study", "none-complete", "--storage", url, "--params",
+                      str(tmp_path / "params.yaml"), "--recipes", str(tmp_path / "recipes")]) == 1
+    assert "study 'none-complete' has no complete trial yet" in capsys.readouterr().err
+    assert not (tmp_path / "recipes" / "x.yaml").exists()

@@ -1,9 +1,9 @@
 """What a study found: its trials as a table, best first, and Optuna's figures of its history and importances."""
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
@@ -13,8 +13,10 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 from pipeline.core import atomic_files
+from pipeline.core.params import Params
 from pipeline.tracking.studies import RUN_ATTR
-from pipeline.tuning.study import FAILURE_ATTR, HOST_ATTR
+from pipeline.tuning.space import trial_params
+from pipeline.tuning.study import FAILURE_ATTR, HOST_ATTR, settings_of
 from pipeline.tuning.worker import EXPERIMENT_ATTR
 
 STATE_ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.RUNNING: 2, TrialState.WAITING: 3,
@@ -22,6 +24,8 @@ STATE_ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.RUNNING:
 """Best first: complete trials by value, then pruned ones by their last value, then the rest by number."""
 FIGURES = ("optimization_history.png", "param_importances.png")
 SHORT_ID = 8
+SIGNIFICANT_DIGITS = 3
+"""A recipe's floats: the study's draws to 3 digits (a learning rate of 0.00912, not 0.009123456789)."""
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -77,6 +81,25 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 def objective_value(trial: FrozenTrial) -> float:
     """A complete trial's validation -ELBO (Optuna types it optional: a running trial has none yet)."""
     return math.inf if trial.value is None else trial.value
+
+
+def best_train_params(study: optuna.Study, params: Params, keys: Sequence[str]) -> tuple[FrozenTrial, dict[str, Any]]:
+    """The best complete trial and the params among ``keys`` (dotted train keys) that it trains with and that
+    differ from their defaults, the notebook's recipe: floats to ``SIGNIFICANT_DIGITS``, in ``keys``' order.
+
+    Its params are params.yaml's (``params``) with the study's fixed ones and the trial's point, as the trial ran.
+    Raises ``ValueError`` when no trial is complete.
+    """
+    best = best_trial(study)
+    if best is None:
+        raise ValueError(f"study {study.study_name!r} has no complete trial yet")
+    trained = trial_params(params, settings_of(study), best.params).flat()
+    defaults = Params().flat()
+    return best, {key: _significant(trained[key]) for key in keys if trained[key] != defaults[key]}
+
+
+def _significant(value: Any) -> Any:
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}") if isinstance(value, float) else value
 
 
 def write_figures(study: optuna.Study, folder: Path) -> list[Path]:

@@ -4,15 +4,21 @@ Every key is a param of params.yaml, and every end of a range and every choice i
 own schema (``pipeline.core.params``), so a study is refused before its first trial with the dotted key
 (``space.train.learning_rate``) and the reason. A study that would score trials on the test set is refused too:
 ``data.val_fraction`` must hold out a validation split for every trial.
+
+A dimension may apply only ``when`` params drawn before it (with choices) or fixed hold given values
+(``train.adam_beta_2: {low: 0.99, high: 0.9999, when: {train.optimizer: adam}}``): the params refuse a setting
+that another choice would ignore, so a conditional space is how one study searches several optimizers or
+schedules. A trial in which a condition fails does not draw the dimension and keeps params.yaml's value.
 """
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from pipeline.core.param_sections import MAX_SEED
 from pipeline.core.params import Params, ParamsError, lists_to_tuples, parse_params, read_yaml_file
@@ -29,7 +35,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-class FloatRange(_Strict):
+Value = str | bool | int | float
+
+
+class _Dimension(_Strict):
+    when: dict[str, Annotated[tuple[Value, ...], Field(min_length=1)]] = Field(default_factory=dict)
+    """Draw this dimension only in trials where each named param holds one of the given values (a single value
+    may be written without a list)."""
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _values_as_tuples(cls, when: Any) -> Any:
+        if not isinstance(when, Mapping):
+            return when  # pydantic says it is not a mapping
+        conditions = {key: tuple(wanted) if isinstance(wanted, list | tuple) else (wanted,)
+                      for key, wanted in when.items()}
+        for key, wanted in conditions.items():
+            if not all(isinstance(value, Value) for value in wanted):
+                raise ValueError(f"{key}: expected a value or a list of values, got {when[key]!r}")
+        return conditions
+
+    def applies(self, drawn: Mapping[str, Any]) -> bool:
+        """Whether a trial whose fixed and already drawn params are ``drawn`` draws this dimension."""
+        return all(key in drawn and drawn[key] in wanted for key, wanted in self.when.items())
+
+
+class FloatRange(_Dimension):
     """A number drawn from [low, high], uniformly or on a log scale."""
 
     low: float
@@ -40,7 +71,7 @@ class FloatRange(_Strict):
         return (self.low, self.high)
 
 
-class IntRange(_Strict):
+class IntRange(_Dimension):
     """An integer drawn from [low, high]; both ends given as integers."""
 
     low: int
@@ -51,16 +82,28 @@ class IntRange(_Strict):
         return (self.low, self.high)
 
 
-class Choices(_Strict):
+class Choices(_Dimension):
     """One of a list of values."""
 
-    choices: tuple[str | bool | int | float, ...] = Field(min_length=1)
+    choices: tuple[Value, ...] = Field(min_length=1)
 
-    def values(self) -> tuple[str | bool | int | float, ...]:
+    def values(self) -> tuple[Value, ...]:
         return self.choices
 
 
-Dimension = IntRange | FloatRange | Choices
+def _dimension_kind(raw: Any) -> str:
+    """Which kind of dimension ``raw`` is meant to be, so a mistake is reported against that kind alone:
+    ``choices`` when it has them, ``int`` when both ends are integers, else ``float``."""
+    if not isinstance(raw, Mapping):
+        return "choices" if isinstance(raw, Choices) else "int" if isinstance(raw, IntRange) else "float"
+    if "choices" in raw:
+        return "choices"
+    ends = [raw.get("low"), raw.get("high")]
+    return "int" if all(isinstance(end, int) and not isinstance(end, bool) for end in ends) else "float"
+
+
+Dimension = Annotated[Annotated[IntRange, Tag("int")] | Annotated[FloatRange, Tag("float")]
+                      | Annotated[Choices, Tag("choices")], Discriminator(_dimension_kind)]
 
 
 class PrunerSettings(_Strict):
@@ -136,23 +179,86 @@ def settings_from(raw: Mapping[str, Any]) -> TuneSettings:
 
 
 def checked(settings: TuneSettings, params: Params) -> TuneSettings:
-    """``settings`` once every key, range and choice fits ``params``' schema and no trial can see the test set."""
+    """``settings`` once every key, range, choice and condition fits ``params``' schema and no trial can see the
+    test set. Each value of a conditional dimension is checked in every combination of the values its
+    conditions (and theirs) accept, so a study is refused here rather than failing trial after trial."""
     both = sorted(set(settings.fixed) & set(settings.space))
     if both:
         raise TuneSettingsError(f"space.{both[0]}: also fixed; a param is either searched or fixed")
     base = params.model_dump(mode="json")
     _parse(base, settings.fixed, "fixed")
-    for key, dimension in settings.space.items():
-        if not isinstance(dimension, Choices):
+    for key, dimension in sorted(settings.space.items(), key=lambda item: not item[1].when):  # dependents first:
+        if not isinstance(dimension, Choices):  # a bad value of theirs is named by their own key
             if dimension.low >= dimension.high:
                 raise TuneSettingsError(f"space.{key}: empty range, low {dimension.low} is not below high "
                                         f"{dimension.high}")
             if dimension.log and dimension.low <= 0:
                 raise TuneSettingsError(f"space.{key}: a log scale needs low > 0, got {dimension.low}")
+        requirements = _requirements(settings, key, base)
         for value in dimension.values():
-            _parse(base, {**settings.fixed, key: value}, f"space.{key}", value)
+            for context in itertools.product(*requirements.values()):
+                drawn = {**settings.fixed, **dict(zip(requirements, context, strict=True)), key: value}
+                _parse(base, _with_dependents(settings, drawn), f"space.{key}", value)
     _refuse_test_set(settings, params)
     return settings
+
+
+def _requirements(settings: TuneSettings, key: str, base: dict[str, Any]) -> dict[str, tuple[Value, ...]]:
+    """What a trial must have drawn for dimension ``key`` to apply: each searched param its conditions name,
+    directly or through the conditions of those, with the values that meet all of them.
+
+    Raises ``TuneSettingsError`` naming ``space.<key>.when.<param>`` for a condition on an unknown param, on
+    one neither drawn with choices before ``key`` nor fixed, and for a value it can never hold.
+    """
+    order = list(settings.space)
+    needed: dict[str, tuple[Value, ...]] = {}
+    for name, wanted in settings.space[key].when.items():
+        where = f"space.{key}.when.{name}"
+        condition = settings.space.get(name)
+        if name == key:
+            raise TuneSettingsError(f"{where}: a dimension cannot depend on itself")
+        if condition is None:
+            _fixed_condition(settings, name, wanted, where, base)
+            continue
+        if not isinstance(condition, Choices):
+            raise TuneSettingsError(f"{where}: {name} is searched over a range; a condition tests a param "
+                                    "searched with choices, or a fixed one")
+        if order.index(name) > order.index(key):
+            raise TuneSettingsError(f"{where}: {name} is listed after {key}; list it first (a trial draws the "
+                                    "space in order)")
+        impossible = [value for value in wanted if value not in condition.choices]
+        if impossible:
+            raise TuneSettingsError(f"{where}: {impossible[0]!r} is not one of its choices "
+                                    f"{list(condition.choices)}, so the condition can never hold")
+        for required, values in {**_requirements(settings, name, base), name: wanted}.items():
+            met = tuple(value for value in needed.get(required, values) if value in values)
+            if not met:
+                raise TuneSettingsError(f"{where}: never met: it needs {required} in {list(needed[required])} "
+                                        f"and in {list(values)}")
+            needed[required] = met
+    return needed
+
+
+def _with_dependents(settings: TuneSettings, drawn: dict[str, Any]) -> dict[str, Any]:
+    """``drawn`` with the first value of each conditional dimension it makes apply: a choice such as an
+    exponential schedule is only valid together with the decay (``lr_final_fraction`` > 0) it brings in."""
+    for key, dimension in settings.space.items():
+        if key not in drawn and dimension.when and dimension.applies(drawn):
+            drawn = {**drawn, key: dimension.values()[0]}
+    return drawn
+
+
+def _fixed_condition(settings: TuneSettings, name: str, wanted: tuple[Value, ...], where: str,
+                     base: dict[str, Any]) -> None:
+    """A condition on a param the space does not search: it must be a fixed param whose value it accepts."""
+    for value in wanted:
+        _parse(base, {name: value}, where, value)  # an unknown key or a value out of the param's bounds
+    if name not in settings.fixed:
+        raise TuneSettingsError(f"{where}: {name} is neither searched with choices nor fixed in this study, so "
+                                "nothing decides whether the condition holds")
+    if settings.fixed[name] not in wanted:
+        raise TuneSettingsError(f"{where}: never met: {name} is fixed at {settings.fixed[name]!r}; drop the "
+                                "dimension or the condition")
 
 
 def _refuse_test_set(settings: TuneSettings, params: Params) -> None:
