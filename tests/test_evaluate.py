@@ -76,7 +76,7 @@ def numpy_terms(vae: keras.Model, x: np.ndarray, noise: np.ndarray) -> dict[str,
     }
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_kl_elbo_importance_sampling_and_mse_match_numpy_with_the_same_noise() -> None:
     vae, x = tiny_vae(decoder_scale=3.0), images(6)
     scores = estimator(vae, max_rows=10).score(x, elbo_samples=3, is_samples=7, batch_size=4, seed=5)
@@ -90,7 +90,7 @@ def test_kl_elbo_importance_sampling_and_mse_match_numpy_with_the_same_noise() -
     np.testing.assert_allclose(scores.z_mean, elbo["z_mean"], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_importance_sampling_bound_is_tighter_than_the_elbo_and_tightens_with_more_samples() -> None:
     vae, x = tiny_vae(decoder_scale=3.0), images(64)
     few = estimator(vae).score(x, elbo_samples=20, is_samples=2, batch_size=64, seed=0)
@@ -99,7 +99,7 @@ def test_importance_sampling_bound_is_tighter_than_the_elbo_and_tightens_with_mo
     assert np.all(many.nll_is <= many.neg_elbo + 1e-3)
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_one_importance_sample_equals_the_negative_elbo_in_expectation() -> None:
     vae, x = tiny_vae(decoder_scale=3.0), images(400)
     scores = estimator(vae).score(x, elbo_samples=1, is_samples=1, batch_size=400, seed=3)
@@ -114,7 +114,7 @@ def test_log_mean_exp_is_stable_for_large_magnitudes() -> None:
     assert log_mean_exp(np.array([-5e4, 0.0])) == pytest.approx(-math.log(2))
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_importance_sampling_stays_finite_when_log_weights_are_thousands_of_nats() -> None:
     """q(z|x) = p(z) and a decoder that ignores z: every weight equals p(x) ≈ e^-15 700, exactly the ELBO."""
     vae = tiny_vae()
@@ -129,7 +129,7 @@ def test_importance_sampling_stays_finite_when_log_weights_are_thousands_of_nats
     np.testing.assert_allclose(scores.neg_elbo, expected, rtol=1e-6)
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_active_units_counts_only_the_latent_dimension_that_varies_with_the_image() -> None:
     vae = tiny_vae()
     encoder = vae.get_layer("encoder")
@@ -147,7 +147,7 @@ def test_active_units_counts_only_the_latent_dimension_that_varies_with_the_imag
     assert active_units(np.array([[0.0, 0.0], [0.1, 1.0]])) == 1  # variance 0.0025 is below 0.01
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_same_seed_gives_the_same_scores_whatever_the_batch_size() -> None:
     vae, x = tiny_vae(decoder_scale=3.0), images(10)
     first = estimator(vae).score(x, 3, 9, batch_size=10, seed=7)
@@ -161,7 +161,7 @@ def test_same_seed_gives_the_same_scores_whatever_the_batch_size() -> None:
     assert not np.allclose(other.nll_is, first.nll_is)
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_metrics_take_the_training_beta_and_a_broken_bound_or_nan_fails() -> None:
     scores = estimator(tiny_vae(decoder_scale=3.0)).score(images(8), 2, 20, 8, seed=0)
     metrics = summarize(scores, beta=0.25)
@@ -210,7 +210,7 @@ def test_per_class_csv_has_one_row_per_present_class_with_its_name_count_and_mea
         per_class_csv(np.zeros(1), np.array([3], np.uint8), ("a", "b"))
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_stage_writes_metrics_and_per_class_and_adds_them_to_the_training_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

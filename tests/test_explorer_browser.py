@@ -21,7 +21,7 @@ from pipeline.reporting.explorer import DecoderWeights, render_explorer
 
 Decode = Callable[[np.ndarray], np.ndarray]
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.browser
 
 TOLERANCE = 2e-3  # max abs difference of pixel means, float16 weights against float32
 CLASS_NAMES = [f"class {k}" for k in range(10)]

@@ -10,7 +10,7 @@ from PIL import Image
 from pipeline.reporting import figures
 from pipeline.reporting.html_page import ReportImage, render_html
 
-pytestmark = pytest.mark.slow  # starts a browser
+pytestmark = pytest.mark.browser  # starts a browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 WINDOW = (1200, 2000)

@@ -13,20 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import (
+from helpers import REPO_ROOT, pipeline_imports, synthetic_digits, top_level_imports
+from served_models import (
     NON_FINITE_BODIES,
-    REPO_ROOT,
     TOLERANCE,
     child_environment,
     logged_in_store,
-    pipeline_imports,
     post,
     post_text,
     request_with,
     served,
     strict_json,
-    synthetic_digits,
-    top_level_imports,
 )
 
 LATENT_DIM = 2
@@ -230,7 +227,7 @@ np.savez(sys.argv[3], **answers)
 '''
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_pyfunc_and_keras_loading_need_no_project_code(trained: dict, tmp_path: Path) -> None:
     images = trained["images"][:7]
     z = np.linspace(-2, 2, 2 * 5, dtype=np.float32).reshape(5, 2)
@@ -249,7 +246,7 @@ def test_pyfunc_and_keras_loading_need_no_project_code(trained: dict, tmp_path: 
     assert (tmp_path / "blocked.txt").read_text(encoding="utf-8").split() == ["pipeline"]  # only the probe
 
 
-@pytest.mark.slow
+@pytest.mark.clones
 def test_served_models_answer_like_keras_and_refuse_non_finite_input_with_400_in_json(trained: dict,
                                                                                     tmp_path: Path) -> None:
     images = trained["images"][:2]

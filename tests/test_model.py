@@ -192,7 +192,7 @@ def test_load_vae_names_an_unknown_class_in_one_short_line(tmp_path: Path) -> No
     assert "\n" not in message and "config" not in message and len(message) < 400, message
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_readme_snippet_loads_the_saved_model_in_a_fresh_python_and_plain_keras_names_the_missing_layer(
     tmp_path: Path,
 ) -> None:

@@ -324,7 +324,7 @@ def test_bad_params_and_missing_inputs_fail_before_the_model_is_loaded(
     assert "absent.csv" in capsys.readouterr().err
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("latent_dim", [2, 1])
 def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, latent_dim: int) -> None:
@@ -417,7 +417,7 @@ def test_report_help_answers_whatever_mplbackend_says(backend: str, tmp_path: Pa
 HOSTILE_MATPLOTLIBRC = f"backend: {NOTEBOOK_BACKEND}\nfont.size: 30\naxes.facecolor: red\nlines.linewidth: 9\n"
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_report_renders_the_same_pngs_whatever_mplbackend_or_a_matplotlibrc_says(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The stage renders headless under a notebook's or a GUI backend without a display, and the user's
