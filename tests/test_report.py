@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO_ROOT, assert_figures, pipeline_imports
+from helpers import REPO_ROOT, assert_figures, pipeline_imports, random_images
 
 from pipeline.core.params import Params, parse_params
 from pipeline.report import main, read_history
@@ -140,8 +140,7 @@ def small_params(latent_dim: int = 2, grid_dims: tuple[int, int] = (0, 1)) -> Pa
 
 
 def sample_data(n: int = 120) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(1)
-    return rng.random((n, 784), dtype=np.float32), (np.arange(n) % 10).astype(np.uint8)
+    return random_images(n, seed=1), (np.arange(n) % 10).astype(np.uint8)
 
 
 def write_fake_report(out: Path, latent_dim: int = 2, grid_dims: tuple[int, int] = (0, 1)) -> list[Path]:
