@@ -34,6 +34,7 @@ def test_the_param_sets_keras_backend_for_the_process_and_its_children(backend: 
     assert answer.stdout.strip() == repr({BACKEND_ENV: backend})
 
 
+@pytest.mark.integration  # a Python with Keras on each backend
 def test_the_param_wins_over_the_backend_of_a_users_keras_json(tmp_path: Path) -> None:
     """Keras reads ``$KERAS_HOME/keras.json`` only when ``KERAS_BACKEND`` is unset, and the stage sets it."""
     (tmp_path / "keras.json").write_text(json.dumps({"backend": "torch", "floatx": "float32"}))

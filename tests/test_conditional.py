@@ -122,6 +122,7 @@ def _label_errors(backend: str) -> list[str]:
     return errors
 
 
+@pytest.mark.integration  # compiles a training loop on each backend
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_trainer_refuses_missing_labels_and_a_model_of_another_label_count(backend: str) -> None:
     needs, unconditional, other_model = on_backend(backend, _label_errors, backend)

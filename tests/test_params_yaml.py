@@ -85,6 +85,7 @@ def test_a_value_yaml_12_reads_otherwise_than_meant_is_refused_naming_the_key(
         load_params(tmp_path / "params.yaml")
 
 
+@pytest.mark.clones  # git and dvc in a project
 def test_dvc_params_diff_and_the_gate_show_the_same_values(tmp_path: Path) -> None:
     """The reported case, through ``dvc params diff`` itself: DVC said 10, 123 and ``no`` where the pipeline
     read 8, 83 and ``False``."""

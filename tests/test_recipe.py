@@ -189,6 +189,7 @@ def test_an_unknown_recipe_name_lists_those_there_are(project: Path, capsys: pyt
                                        "(there: notebook, trial)\n")
 
 
+@pytest.mark.clones  # git and dvc in a project
 def test_dvc_params_diff_sees_exactly_what_apply_printed(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The file ``apply`` writes is one DVC reads as the same values (YAML 1.2, as ``dvc exp run -S`` writes)."""
     git(project, "init", "-q")

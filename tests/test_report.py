@@ -188,6 +188,7 @@ class OverflowingCodec(LinearCodec):
         return hidden_kernel, hidden_bias + 1e6, output_kernel, output_bias
 
 
+@pytest.mark.integration  # the whole report stage, twice
 @pytest.mark.parametrize("failing", ["explorer", "index"])
 def test_a_report_that_cannot_render_leaves_the_previous_one_whole(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
@@ -401,6 +402,7 @@ def environment_without_display(**settings: str) -> dict[str, str]:
     return {**environment, "PYTHONPATH": str(REPO_ROOT), **settings}
 
 
+@pytest.mark.integration  # a Python per backend
 @pytest.mark.parametrize("backend", BACKENDS, ids=["notebook", "missing-module", "tkagg", "qtagg", "nonsense",
                                                    "empty"])
 def test_report_help_answers_whatever_mplbackend_says(backend: str, tmp_path: Path) -> None:

@@ -131,6 +131,7 @@ class PixelCodec(SpellingCodec):
         return 1 / (1 + np.exp(-np.tile(super().decode(z, labels), 196) * np.linspace(-1, 1, 784)))
 
 
+@pytest.mark.integration
 def test_the_conditional_manifold_shows_one_class_at_a_time_at_full_size(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -278,6 +278,7 @@ def test_any_other_tracked_change_still_makes_the_work_tree_dirty(tmp_path: Path
     assert git_tags(repo)["git.dirty"] == "true"
 
 
+@pytest.mark.clones  # git and dvc repro in a project
 def test_a_real_dvc_repro_leaves_the_work_tree_clean(tmp_path: Path) -> None:
     """The reported case: in a fresh clone the stages before train rewrite dvc.lock and .gitignore."""
     repo = tmp_path / "repo"
