@@ -32,7 +32,7 @@ COMMANDS = {
 PARAMS = {
     "model": {"intermediate_dim": 16},
     "train": {"epochs": 1, "experiment": "store-faults"},
-    "evaluate": {"elbo_samples": 2, "is_samples": 4, "batch_size": 50},
+    "evaluate": {"elbo_samples": 2, "is_samples": 4, "batch_size": 50, "sample_count": 50, "bootstrap_resamples": 4},
     "report": {"grid_size": 3, "n_samples": 4, "n_reconstructions": 2},
     "check": {"registered_models": {"encoder": "faults-encoder", "decoder": "faults-decoder"}},
 }
@@ -42,6 +42,7 @@ PARAMS = {
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project after a real train and evaluate on synthetic digits: its store holds the run and its models."""
     from pipeline.evaluate import main as evaluate
+    from pipeline.sample_quality.classifier import build_classifier
     from pipeline.train import main as train
 
     root = tmp_path_factory.mktemp("trained")
@@ -53,6 +54,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.delenv("DVC_ROOT", raising=False)
         patch.chdir(root)
         assert train(["--params", "params.yaml"]) == 0
+        build_classifier(10).save(root / "models" / "classifier.keras")  # untrained: evaluate needs its features only
         assert evaluate(["--params", "params.yaml"]) == 0
     return root
 
