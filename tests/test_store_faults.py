@@ -188,7 +188,7 @@ def test_a_store_that_cannot_be_written_is_one_line_and_mlflows_own_log_is_held_
         # evaluate and report write their files, then add them to the run: DVC reruns the failed stage anyway
         written = {"evaluate": {"reports/metrics.json", "reports/per_class.csv", "reports/model.json"},
                    "report": {path for path in changed if path.startswith("reports/") and
-                              path.endswith((".png", ".html"))}}.get(stage, set())
+                              path.endswith((".png", ".html", ".md"))}}.get(stage, set())
         assert changed <= written, changed
         assert not list(project.rglob(".*tmp-*"))
         if stage == "check":
