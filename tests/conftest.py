@@ -6,12 +6,29 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO_ROOT, SHARED_MNIST
+from tiers import TIERS, tier_problem
 
 import pipeline  # noqa: F401  (sets TensorFlow's log level before a test imports Keras)
 
 # The test process runs Keras on TensorFlow whatever the shell or ~/.keras/keras.json says; tests of a shared
 # behaviour run their work on JAX too, in a worker process (tests/backends.py).
 os.environ["KERAS_BACKEND"] = "tensorflow"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: `-m 'not slow'` must see the slow marker added here
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test in a slow tier ``slow``, so the default run leaves it out; stop the run where a test is in
+    two tiers, or marked ``slow`` in none (``-m "slow and not (integration or ...)"`` would be its only way in)."""
+    problems = []
+    for item in items:
+        names = {mark.name for mark in item.iter_markers()}
+        problem = tier_problem(names)
+        if problem:
+            problems.append(f"{item.nodeid}: {problem}")
+        elif names.intersection(TIERS):
+            item.add_marker(pytest.mark.slow)
+    if problems:
+        raise pytest.UsageError("test tiers:\n" + "\n".join(problems))
 
 
 def _mnist_folders() -> list[Path]:

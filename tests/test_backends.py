@@ -34,6 +34,7 @@ def test_the_param_sets_keras_backend_for_the_process_and_its_children(backend: 
     assert answer.stdout.strip() == repr({BACKEND_ENV: backend})
 
 
+@pytest.mark.integration  # a Python with Keras on each backend
 def test_the_param_wins_over_the_backend_of_a_users_keras_json(tmp_path: Path) -> None:
     """Keras reads ``$KERAS_HOME/keras.json`` only when ``KERAS_BACKEND`` is unset, and the stage sets it."""
     (tmp_path / "keras.json").write_text(json.dumps({"backend": "torch", "floatx": "float32"}))
@@ -112,7 +113,7 @@ sys.meta_path.insert(0, NoJax())
 '''
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("stage", ["train", "evaluate", "report"])
 @pytest.mark.parametrize("case", ["torch-in-the-environment", "jax-disagrees", "jax-not-installed"])
 def test_every_keras_stage_refuses_a_backend_it_cannot_run_on_in_one_line_before_keras_loads(
@@ -177,7 +178,7 @@ def _terms_and_one_epoch(backend: str, num_classes: int, optimizer: str) -> tupl
     return terms, logs, [np.asarray(weight) for weight in trainer.vae.get_weights()]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @needs_jax
 @pytest.mark.parametrize("optimizer", ["sgd", "rmsprop"])
 @pytest.mark.parametrize("num_classes", [0, 10], ids=["vae", "cvae"])
@@ -212,7 +213,7 @@ def _likelihood(num_classes: int) -> dict[str, np.ndarray]:
                                                      "squared_error")}
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @needs_jax
 @pytest.mark.parametrize("num_classes", [0, 10], ids=["vae", "cvae"])
 def test_the_importance_sampled_likelihood_agrees_between_backends_given_the_same_weights(num_classes: int) -> None:
@@ -241,7 +242,7 @@ def _train_and_save(backend: str, num_classes: int, path: Path) -> tuple[np.ndar
     return trainer.parts.encode_mean(images[:6], few), trainer.parts.decode(z, few)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("num_classes", [0, 10], ids=["vae", "cvae"])
 def test_a_saved_model_from_either_backend_loads_in_a_tensorflow_process_and_answers_alike(
@@ -283,7 +284,7 @@ def jax_pipeline(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) ->
     return root, outputs
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @needs_jax
 def test_stages_on_jax_train_evaluate_and_report_without_loading_tensorflow(
         jax_pipeline: tuple[Path, dict[str, str]]) -> None:
@@ -298,7 +299,7 @@ def test_stages_on_jax_train_evaluate_and_report_without_loading_tensorflow(
     assert (root / "reports" / "explorer.html").is_file()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @needs_jax
 def test_a_jax_run_logs_its_backend_and_models_that_load_with_mlflow_in_a_tensorflow_process(
         jax_pipeline: tuple[Path, dict[str, str]]) -> None:

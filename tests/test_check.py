@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import markdown_lines, markdown_tables
+from helpers import git, markdown_lines, markdown_tables
 
 from pipeline.check import main
 from pipeline.core.param_sections import Tolerance
@@ -33,11 +33,6 @@ def write_json(path: Path, metrics: dict[str, float]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics))
     return path
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", *args],
-                   cwd=repo, check=True, capture_output=True)
 
 
 @pytest.fixture
@@ -272,7 +267,7 @@ def test_main_cannot_compare_unreadable_json(
 def test_check_does_not_import_tensorflow_or_keras() -> None:
     probe = ("import sys, pipeline.check; "
              "print(sorted({'tensorflow', 'keras'} & {name.split('.')[0] for name in sys.modules}))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=600)
     assert done.stdout.strip() == "[]"
 
 

@@ -15,7 +15,7 @@ from pipeline.tracking.run_search import search_runs
 EXPERIMENT = "vae-compare-test"
 
 # Creating an MLflow SQLite schema and importing mlflow in a fresh interpreter take seconds each.
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -113,5 +113,5 @@ def test_unknown_experiment_is_one_clear_error(store: Path, capsys: pytest.Captu
 def test_compare_does_not_import_tensorflow_or_keras() -> None:
     probe = ("import sys, pipeline.compare; "
              "print(sorted({'tensorflow', 'keras'} & {name.split('.')[0] for name in sys.modules}))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=600)
     assert done.stdout.strip() == "[]"

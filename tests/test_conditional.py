@@ -122,6 +122,7 @@ def _label_errors(backend: str) -> list[str]:
     return errors
 
 
+@pytest.mark.integration  # compiles a training loop on each backend
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_trainer_refuses_missing_labels_and_a_model_of_another_label_count(backend: str) -> None:
     needs, unconditional, other_model = on_backend(backend, _label_errors, backend)
@@ -165,7 +166,7 @@ def numpy_conditional_terms(vae: keras.Model, x: np.ndarray, y: np.ndarray, nois
     }
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_conditional_elbo_and_importance_sampling_match_numpy_given_the_labels(cvae: keras.Model) -> None:
     x, _ = synthetic_digits(6, seed=6)
     y = labels_of(6, seed=7)
@@ -189,7 +190,7 @@ def _true_and_shifted_labels(backend: str) -> tuple[list[dict], dict, dict]:
             trainer.evaluate(images[900:], (labels[900:] + 1) % CLASSES))
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_training_gathers_each_label_with_its_image_so_the_true_label_explains_it_best(backend: str) -> None:
     """Synthetic digits are their class prototype plus noise: given the right label, the decoder needs
@@ -210,14 +211,14 @@ def _two_conditional_trainings(backend: str) -> list[list[dict]]:
                                                     val_labels=labels[:50])) for _ in range(2)]
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_conditional_training_repeats_itself_under_a_seed(backend: str) -> None:
     first, second = on_backend(backend, _two_conditional_trainings, backend)
     assert first == second
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_stages_train_evaluate_and_report_a_conditional_vae_and_say_so(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> None:
     """``model.conditional: true`` end to end on synthetic digits: the run, the logged model's inputs, model.json."""

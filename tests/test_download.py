@@ -5,11 +5,9 @@ import hashlib
 import http.server
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from helpers import QuietHttpServer, free_port, http_server
 
 from pipeline import download
 from pipeline.data.datasets import DATASETS, DatasetSpec, IdxFile, Role
@@ -64,16 +63,6 @@ def _write_mirror(folder: Path) -> Path:
     return folder
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    requests: list[str]
-    failed: set[str]
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A client that stops reading an oversized body is expected; anything else is reported."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves the test's folder, except four routes.
 
@@ -82,7 +71,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     file before serving ``/good/``.
     """
 
-    server: _Server
+    server: QuietHttpServer
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path)
@@ -106,7 +95,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
-            time.sleep(10)
+            self.server.release.wait(10)  # until the client gives up and the fixture closes the server
         elif folder == "flaky" and self.path not in self.server.failed:
             self.server.failed.add(self.path)
             self.send_error(503)
@@ -152,25 +141,13 @@ def server(tmp_path: Path) -> Iterator[Server]:
         (root / folder).mkdir()
         (root / folder / LABELS.gz_name).write_bytes(content)
     (root / "empty").mkdir()
-    httpd = _Server(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
-    httpd.requests, httpd.failed = [], set()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", httpd.requests)
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
+    with http_server(partial(_Handler, directory=str(root)), requests=[], failed=set()) as httpd:
+        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", httpd.requests)
 
 
 def _bad_source(kind: str, server: Server, tmp_path: Path) -> str:
     if kind == "unreachable":
-        return _closed_port_url()
+        return f"http://127.0.0.1:{free_port()}/"
     if kind == "empty_directory":
         return str(tmp_path.resolve() / "served" / "empty")
     if kind == "ftp":

@@ -12,8 +12,6 @@ import http.server
 import re
 import socket
 import struct
-import sys
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import QuietHttpServer, free_port, http_server
 
 from pipeline.data.datasets import IdxFile
 from pipeline.download import DownloadError, fetch_file
@@ -32,26 +31,11 @@ SHORT_TIMEOUT_S = 0.75
 SLOW_S = 10.0
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    """Joins every handler thread on close; ``release`` wakes handlers that are still sleeping."""
-
-    daemon_threads = False
-    block_on_close = True
-    requests: Counter[str]
-    release: threading.Event
-    local_gz: Path  # a good copy of the file on this machine, for redirects to file://
-    closed_port: int  # nothing listens here, for redirects to ftp://
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A client that gave up (timeout, reset) is expected; anything else is reported."""
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-
 class _Handler(http.server.BaseHTTPRequestHandler):
     """``/<fault>/<name>``: each fault is one method below; ``good`` serves the right file."""
 
-    server: _Server
+    server: QuietHttpServer  # with requests (a Counter), local_gz (a good copy here, for redirects to file://) and
+    # closed_port (nothing listens there, for redirects to ftp://)
 
     def do_GET(self) -> None:
         fault = self.path.split("/")[1]
@@ -175,29 +159,13 @@ class Server:
         return f"{self.base}/{fault}/"
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The fault server; on teardown sleeping handlers are released and every handler thread is joined."""
-    httpd = _Server(("127.0.0.1", 0), _Handler)
-    httpd.requests, httpd.release = Counter(), threading.Event()
-    httpd.local_gz = tmp_path_factory.mktemp("local") / IDX.gz_name
-    httpd.local_gz.write_bytes(GOOD_GZ)
-    httpd.closed_port = _closed_port()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.start()
-    try:
+    local_gz = tmp_path_factory.mktemp("local") / IDX.gz_name
+    local_gz.write_bytes(GOOD_GZ)
+    with http_server(_Handler, requests=Counter(), local_gz=local_gz, closed_port=free_port()) as httpd:
         yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", httpd.requests)
-    finally:
-        httpd.release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 # fault -> (the reason in the error, as a regex; requests made with tries=2, 2 when it is retried as transient)

@@ -6,7 +6,6 @@ raw folder. DVC's own behaviour is the point, so nothing here is simulated.
 """
 
 import hashlib
-import os
 import shutil
 import stat
 import subprocess
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO_ROOT, synthetic_digits
+from clones import Clone, clone_environment, clone_repository
+from helpers import REPO_ROOT, git, synthetic_digits
 
 from pipeline.core.dvc_outputs import restore_hint
 from pipeline.data.datasets import DATASETS
@@ -45,18 +45,9 @@ def test_no_restore_hint_by_hand_for_another_stage_in_a_temporary_experiment_or_
     assert restore_hint("train", tmp_path, {"DVC_STAGE": "train"}) == ""
 
 
-def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", *args], cwd=root,
-                          capture_output=True, text=True, check=True)
-    return done.stdout
-
-
 def _dvc(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("DVC_ROOT", "DVC_STAGE", "PIPELINE_VERBOSE", "DATA_MIRROR", "MNIST_MIRROR")}
-    environment.update(PYTHONPATH=str(REPO_ROOT), CI="1", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=environment, capture_output=True,
-                          text=True, timeout=600, check=False)
+    """``dvc ARGS`` in ``root`` (a clone or a project made here, which imports the pipeline from this repository)."""
+    return Clone(root, clone_environment(PYTHONPATH=str(REPO_ROOT), CI="1", **(env or {}))).dvc(*args, check=False)
 
 
 def _digests(root: Path, *paths: str) -> dict[str, str | None]:
@@ -74,13 +65,13 @@ TRAIN_STAGE = {
 }
 
 
-@pytest.mark.slow  # a real training under dvc repro, then dvc exp run
+@pytest.mark.clones  # a real training under dvc repro, then dvc exp run
 def test_a_failed_experiment_says_the_one_command_that_restores_the_committed_outputs(tmp_path: Path) -> None:
     """The reported case: after `dvc exp run -S <bad param>`, models/ was empty and the git-tracked
     reports/train_history.csv deleted, with nothing saying how to get them back."""
     root = tmp_path / "project"
     root.mkdir()
-    _git(root, "init", "-q")
+    git(root, "init", "-q")
     save_split(root / "data" / "prepared", "train", *synthetic_digits(200, seed=1))
     save_split(root / "data" / "prepared", "test", *synthetic_digits(50, seed=2))
     (root / "params.yaml").write_text(yaml.safe_dump({
@@ -92,8 +83,8 @@ def test_a_failed_experiment_says_the_one_command_that_restores_the_committed_ou
     assert _dvc(root, "add", "-q", "data/prepared").returncode == 0
     done = _dvc(root, "repro", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    _git(root, "add", "-A")
-    _git(root, "commit", "-qm", "trained")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "trained")
     outputs = ("models/vae.keras", "models/run.json", "reports/train_history.csv")
     committed = _digests(root, *outputs)
 
@@ -110,7 +101,7 @@ def test_a_failed_experiment_says_the_one_command_that_restores_the_committed_ou
                               capture_output=True, text=True, timeout=300, check=False)
     assert restored.returncode == 0, restored.stderr
     assert _digests(root, *outputs) == committed
-    assert _git(root, "status", "--porcelain") == " M params.yaml\n", "only the param the user set is left"
+    assert git(root, "status", "--porcelain") == " M params.yaml\n", "only the param the user set is left"
 
 
 def _mirror(tmp_path: Path, mnist: Path) -> Path:
@@ -121,27 +112,20 @@ def _mirror(tmp_path: Path, mnist: Path) -> Path:
     return mirror
 
 
-def _clone(tmp_path: Path) -> Path:
-    clone = tmp_path / "clone"
-    _git(tmp_path, "clone", "-q", str(REPO_ROOT), str(clone))
-    return clone
-
-
 def _raw_digests(raw: Path, dataset: str) -> dict[str, str]:
     return {idx.name: hashlib.sha256((raw / dataset / idx.name).read_bytes()).hexdigest()
             for idx in DATASETS[dataset].files.values()}
 
 
-@pytest.mark.slow  # clones the repository, downloads the real MNIST files from a local mirror
-@pytest.mark.integration
+@pytest.mark.clones  # clones the repository, downloads the real MNIST files from a local mirror
 def test_switching_to_a_dataset_that_cannot_be_fetched_keeps_the_other_datasets_files(
         tmp_path: Path, mnist_dir: Path) -> None:
     """The reported case: `dvc exp run -S data.dataset=fashion_mnist` offline deleted data/raw/mnist before it
     failed, and the MNIST mirror was asked for Fashion-MNIST's files."""
-    clone, mirror = _clone(tmp_path), _mirror(tmp_path, mnist_dir)
+    clone, mirror = clone_repository(tmp_path / "clone", with_changes=False), _mirror(tmp_path, mnist_dir)
     done = _dvc(clone, "repro", "download", env={"MNIST_MIRROR": str(mnist_dir)})  # the former name still works
     assert done.returncode == 0, done.stdout + done.stderr
-    _git(clone, "commit", "-qam", "downloaded")
+    git(clone, "commit", "-qam", "downloaded")
     before = _raw_digests(clone / "data" / "raw", "mnist")
 
     done = _dvc(clone, "exp", "run", "-S", "data.dataset=fashion_mnist", "-S", f"data.mirrors=['{mirror}/empty']",
@@ -154,19 +138,18 @@ def test_switching_to_a_dataset_that_cannot_be_fetched_keeps_the_other_datasets_
     assert _raw_digests(clone / "data" / "raw", "mnist") == before
     assert sorted(path.name for path in (clone / "data" / "raw").iterdir()) == ["mnist"], "no empty folder left"
 
-    _git(clone, "checkout", "-q", "params.yaml")
+    git(clone, "checkout", "-q", "params.yaml")
     done = _dvc(clone, "repro", "download")
     assert "Stage 'download' didn't change, skipping" in done.stdout, done.stdout + done.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.integration
+@pytest.mark.clones
 def test_a_forced_download_into_a_symlinked_raw_folder_keeps_the_folder_and_its_mode(
         tmp_path: Path, mnist_dir: Path) -> None:
     """The reported case: with data/raw a symlink to a folder elsewhere, `dvc repro --force download` left that
     folder world-writable (0777): DVC's removal of an output follows the link to chmod it
     (treeverse/dvc-objects#377). data/raw is `persist: true`, so DVC no longer removes it before the stage."""
-    clone = _clone(tmp_path)
+    clone = clone_repository(tmp_path / "clone", with_changes=False)
     elsewhere = tmp_path / "elsewhere" / "raw"
     elsewhere.mkdir(parents=True, mode=0o755)
     elsewhere.chmod(0o755)

@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import random_images
 
 from pipeline.data.splits import save_split
 from pipeline.evaluate import MetricsError, check_metrics, main, per_class_csv, summarize
@@ -43,10 +44,6 @@ def estimator(vae: keras.Model, max_rows: int = 25_000) -> LikelihoodEstimator:
     return LikelihoodEstimator(TrainedVae(vae), max_rows=max_rows)
 
 
-def images(count: int, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).random((count, IMAGE_PIXELS), dtype=np.float32)
-
-
 def dense(model: keras.Model, name: str, inputs: np.ndarray, relu: bool = False) -> np.ndarray:
     kernel, bias = (weight.astype(np.float64) for weight in model.get_layer(name).get_weights())
     out = inputs @ kernel + bias
@@ -76,9 +73,9 @@ def numpy_terms(vae: keras.Model, x: np.ndarray, noise: np.ndarray) -> dict[str,
     }
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_kl_elbo_importance_sampling_and_mse_match_numpy_with_the_same_noise() -> None:
-    vae, x = tiny_vae(decoder_scale=3.0), images(6)
+    vae, x = tiny_vae(decoder_scale=3.0), random_images(6, seed=1)
     scores = estimator(vae, max_rows=10).score(x, elbo_samples=3, is_samples=7, batch_size=4, seed=5)
     elbo = numpy_terms(vae, x, latent_noise(5, ELBO_STREAM, 0, 6, 3, LATENT))
     importance = numpy_terms(vae, x, latent_noise(5, IS_STREAM, 0, 6, 7, LATENT))
@@ -90,18 +87,18 @@ def test_kl_elbo_importance_sampling_and_mse_match_numpy_with_the_same_noise() -
     np.testing.assert_allclose(scores.z_mean, elbo["z_mean"], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_importance_sampling_bound_is_tighter_than_the_elbo_and_tightens_with_more_samples() -> None:
-    vae, x = tiny_vae(decoder_scale=3.0), images(64)
+    vae, x = tiny_vae(decoder_scale=3.0), random_images(64, seed=1)
     few = estimator(vae).score(x, elbo_samples=20, is_samples=2, batch_size=64, seed=0)
     many = estimator(vae).score(x, elbo_samples=20, is_samples=100, batch_size=64, seed=0)
     assert many.nll_is.mean() < few.nll_is.mean() < few.neg_elbo.mean()
     assert np.all(many.nll_is <= many.neg_elbo + 1e-3)
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_one_importance_sample_equals_the_negative_elbo_in_expectation() -> None:
-    vae, x = tiny_vae(decoder_scale=3.0), images(400)
+    vae, x = tiny_vae(decoder_scale=3.0), random_images(400, seed=1)
     scores = estimator(vae).score(x, elbo_samples=1, is_samples=1, batch_size=400, seed=3)
     gap = scores.nll_is - scores.neg_elbo
     assert np.std(gap) > 0.01  # the two use different draws, so they differ per image...
@@ -114,7 +111,7 @@ def test_log_mean_exp_is_stable_for_large_magnitudes() -> None:
     assert log_mean_exp(np.array([-5e4, 0.0])) == pytest.approx(-math.log(2))
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_importance_sampling_stays_finite_when_log_weights_are_thousands_of_nats() -> None:
     """q(z|x) = p(z) and a decoder that ignores z: every weight equals p(x) ≈ e^-15 700, exactly the ELBO."""
     vae = tiny_vae()
@@ -129,7 +126,7 @@ def test_importance_sampling_stays_finite_when_log_weights_are_thousands_of_nats
     np.testing.assert_allclose(scores.neg_elbo, expected, rtol=1e-6)
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_active_units_counts_only_the_latent_dimension_that_varies_with_the_image() -> None:
     vae = tiny_vae()
     encoder = vae.get_layer("encoder")
@@ -139,7 +136,7 @@ def test_active_units_counts_only_the_latent_dimension_that_varies_with_the_imag
     mean[0, 0] = 2.0  # z_mean[0] = 2 · pixel 0; z_mean[1] is the constant bias
     encoder.get_layer("encoder_hidden").set_weights([hidden, np.zeros(HIDDEN, np.float32)])
     encoder.get_layer("z_mean").set_weights([mean, np.array([0.0, 1.5], np.float32)])
-    x = images(20)
+    x = random_images(20, seed=1)
     x[:, 0] = np.tile([0.0, 1.0], 10)
     scores = estimator(vae).score(x, 1, 1, 20, seed=0)
     assert np.var(scores.z_mean[:, 0]) == pytest.approx(1.0) and np.var(scores.z_mean[:, 1]) == 0.0
@@ -147,9 +144,9 @@ def test_active_units_counts_only_the_latent_dimension_that_varies_with_the_imag
     assert active_units(np.array([[0.0, 0.0], [0.1, 1.0]])) == 1  # variance 0.0025 is below 0.01
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_same_seed_gives_the_same_scores_whatever_the_batch_size() -> None:
-    vae, x = tiny_vae(decoder_scale=3.0), images(10)
+    vae, x = tiny_vae(decoder_scale=3.0), random_images(10, seed=1)
     first = estimator(vae).score(x, 3, 9, batch_size=10, seed=7)
     again = estimator(vae).score(x, 3, 9, batch_size=10, seed=7)
     rebatched = estimator(vae, max_rows=8).score(x, 3, 9, batch_size=3, seed=7)
@@ -161,9 +158,9 @@ def test_same_seed_gives_the_same_scores_whatever_the_batch_size() -> None:
     assert not np.allclose(other.nll_is, first.nll_is)
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_metrics_take_the_training_beta_and_a_broken_bound_or_nan_fails() -> None:
-    scores = estimator(tiny_vae(decoder_scale=3.0)).score(images(8), 2, 20, 8, seed=0)
+    scores = estimator(tiny_vae(decoder_scale=3.0)).score(random_images(8, seed=1), 2, 20, 8, seed=0)
     metrics = summarize(scores, beta=0.25)
     reconstruction, kl = metrics["test_reconstruction_loss"], metrics["test_kl_loss"]
     assert metrics["test_loss"] == pytest.approx(reconstruction + 0.25 * kl)
@@ -210,14 +207,14 @@ def test_per_class_csv_has_one_row_per_present_class_with_its_name_count_and_mea
         per_class_csv(np.zeros(1), np.array([3], np.uint8), ("a", "b"))
 
 
-@pytest.mark.slow  # compiles XLA programs
+@pytest.mark.integration  # compiles XLA programs
 def test_stage_writes_metrics_and_per_class_and_adds_them_to_the_training_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)
     labels = (np.arange(30) % 10).astype(np.uint8)
-    save_split(tmp_path / "prepared", "test", images(30), labels)
+    save_split(tmp_path / "prepared", "test", random_images(30, seed=1), labels)
     tiny_vae().save(tmp_path / "vae.keras")
     build_classifier(10).save(tmp_path / "classifier.keras")  # untrained: the metrics need its features only
     params = tmp_path / "params.yaml"
@@ -257,7 +254,7 @@ def test_stage_with_bad_params_or_no_training_run_fails_with_one_line_and_writes
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.chdir(tmp_path)
-    save_split(tmp_path / "prepared", "test", images(3), np.zeros(3, np.uint8))
+    save_split(tmp_path / "prepared", "test", random_images(3, seed=1), np.zeros(3, np.uint8))
     (tmp_path / "vae.keras").write_bytes(b"not read")
     code = main(["--params", str(tmp_path / "absent.yaml")])
     assert code == 1 and "absent.yaml" in capsys.readouterr().err

@@ -2,57 +2,32 @@
 
 One module-wide clone of the repository (with the working tree's uncommitted changes to tracked
 files applied) builds download and prepare once; every experiment then trains for one epoch with
-cheap evaluate and report settings. ``dvc`` runs as a subprocess of this interpreter, with the
-venv's ``python`` first on ``PATH`` for the stage commands and no ``MLFLOW_TRACKING_URI``, so the
-pipeline falls back to ``<clone>/mlflow.db`` exactly as it does for a user.
+cheap evaluate and report settings, and the queued ones run together with two workers. ``dvc`` runs as
+a subprocess of this interpreter, with the venv's ``python`` first on ``PATH`` for the stage commands and
+no ``MLFLOW_TRACKING_URI``, so the pipeline falls back to ``<clone>/mlflow.db`` exactly as it does for a user.
 """
 
 import json
-import os
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT
+from clones import Clone, clone_environment, clone_repository, metric, small_overrides
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.clones
 
-SMALL = ("train.epochs=1", "evaluate.is_samples=20", "evaluate.elbo_samples=2", "evaluate.bootstrap_resamples=10",
-         "classifier.epochs=1", "report.grid_size=5")
 EXPERIMENT = "vae-mnist"
 TEST_METRICS = ("test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units")
 REPORT_ARTIFACTS = {"index.html", "explorer.html", "manifold.png", "latent_scatter.png", "reconstructions.png",
                     "samples.png", "learning_curves.png", "per_class.csv"}
 LOGGED_MODELS = {"encoder", "decoder", "vae"}
-QUEUE_DEADLINE_S = 900.0
-POLL_S = 10.0  # each `dvc exp show` costs ~2 s of CPU on a 2-core runner
-GIT_IDENTITY = {  # `dvc exp run --queue` commits, and CI runners have no git user configured
-    "GIT_AUTHOR_NAME": "pytest", "GIT_AUTHOR_EMAIL": "pytest@example.invalid",
-    "GIT_COMMITTER_NAME": "pytest", "GIT_COMMITTER_EMAIL": "pytest@example.invalid",
-}
-UNSET = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
 
 
 @dataclass(frozen=True)
-class Project:
+class Project(Clone):
     """A clone of the repository with download and prepare built and cached."""
-
-    root: Path
-    env: dict[str, str]
-
-    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``python -m dvc ARGS`` in the clone; fails the test with DVC's output when it fails."""
-        done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=self.root, env=self.env,
-                              capture_output=True, text=True, check=False)
-        if check and done.returncode != 0:
-            output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-            pytest.fail(f"dvc {' '.join(args)} exited {done.returncode}:\n{output}")
-        return done
 
     def client(self) -> MlflowClient:
         """A client of the store the pipeline uses by default: the clone's ``mlflow.db``."""
@@ -67,41 +42,29 @@ class Project:
         assert len(runs) == 1, f"{len(runs)} MLflow runs tagged dvc.experiment={name}"
         return runs[0]
 
-    def shown(self) -> dict[str, dict]:
-        """``dvc exp show --json`` as {experiment name: its row (``data`` holds metrics) plus ``executor``}."""
-        rows = json.loads(self.dvc("exp", "show", "--json").stdout)
-        return {
-            experiment["name"]: {**experiment["revs"][0], "executor": experiment["executor"]}
-            for row in rows for experiment in row.get("experiments") or []
-        }
-
-
-def overrides(*params: str) -> list[str]:
-    """``-S`` options: the given params, then the cheap settings shared by every experiment here."""
-    return [option for param in (*params, *SMALL) for option in ("-S", param)]
-
-
-def git(cwd: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    return subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=True).stdout
-
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Project:
     """Clone the repository, apply its uncommitted changes, and build download and prepare."""
-    root = tmp_path_factory.mktemp("experiments") / "clone"
-    git(REPO_ROOT, "clone", "--quiet", str(REPO_ROOT), str(root))
-    changes = git(REPO_ROOT, "diff", "HEAD", "--binary")
-    if changes:
-        git(root, "apply", "--whitespace=nowarn", "-", stdin=changes)
-    env = {key: value for key, value in os.environ.items() if key not in UNSET}
-    env |= GIT_IDENTITY | {
-        "MNIST_MIRROR": str(mnist_dir),
-        "MPLBACKEND": "module://matplotlib_inline.backend_inline",  # a notebook's: the report renders headless anyway
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-    }
-    project = Project(root, env)
+    root = clone_repository(tmp_path_factory.mktemp("experiments") / "clone")
+    # a notebook's MPLBACKEND: the report renders headless anyway
+    project = Project(root, clone_environment(mnist_dir, MPLBACKEND="module://matplotlib_inline.backend_inline"))
     project.dvc("repro", "prepare")
     return project
+
+
+QUEUED = {"exp-queue-a": ("train.beta=0.5",), "exp-queue-b": ("train.beta=2.0",),
+          "exp-cvae": ("model.conditional=true", "train.beta=0.1")}
+"""The experiments queued together and run by two workers: two VAEs, then the conditional VAE."""
+
+
+@pytest.fixture(scope="module")
+def queued(project: Project) -> dict[str, dict]:
+    """``QUEUED`` through ``dvc queue start -j 2``; ``dvc exp show`` once every one succeeded or failed."""
+    for name, params in QUEUED.items():
+        project.dvc("exp", "run", "--queue", "-n", name, *small_overrides(*params))
+    project.dvc("queue", "start", "-j", "2")
+    return project.wait_for_queue(tuple(QUEUED))
 
 
 def assert_complete_run(project: Project, name: str, beta: str) -> Run:
@@ -128,52 +91,22 @@ def active_span(project: Project, name: str) -> tuple[int, int]:
     return run.info.start_time, evaluated.timestamp
 
 
-def shown_metric(shown: dict[str, dict], name: str, metric: str) -> float:
-    return shown[name]["data"]["metrics"]["reports/metrics.json"]["data"][metric]
-
-
-def wait_for_queue(project: Project, names: tuple[str, ...]) -> dict[str, dict]:
-    """Poll ``dvc exp show`` until no experiment in ``names`` is queued or running; bounded."""
-    deadline = time.monotonic() + QUEUE_DEADLINE_S
-    while True:
-        shown = project.shown()
-        states = {name: (shown.get(name, {}).get("executor") or {}).get("state") for name in names}
-        if all(state in ("success", "failed") for state in states.values()):
-            return shown
-        if time.monotonic() > deadline:
-            project.dvc("queue", "stop", "--kill", check=False)
-            pytest.fail(f"queue not done after {QUEUE_DEADLINE_S:.0f} s: {states}")
-        time.sleep(POLL_S)
-
-
-def queue_log(project: Project, name: str) -> str:
-    """The end of ``dvc queue logs NAME``, for failure messages."""
-    done = project.dvc("queue", "logs", name, check=False)
-    return (done.stdout + done.stderr)[-4000:]
-
-
 def test_exp_run_lands_finished_named_run_with_metrics_equal_to_exp_show(project: Project) -> None:
-    project.dvc("exp", "run", "-n", "exp-beta1", *overrides("train.beta=1.0"))
+    project.dvc("exp", "run", "-n", "exp-beta1", *small_overrides("train.beta=1.0"))
     run = assert_complete_run(project, "exp-beta1", beta="1.0")
-    shown = project.shown()
+    shown = project.experiments()
     assert "exp-beta1" in shown, f"dvc exp show lists {sorted(shown)}"
-    for metric in TEST_METRICS:
-        assert shown_metric(shown, "exp-beta1", metric) == pytest.approx(run.data.metrics[metric], rel=1e-12), metric
+    for name in TEST_METRICS:
+        assert metric(shown, "exp-beta1", name) == pytest.approx(run.data.metrics[name], rel=1e-12), name
 
 
-def test_two_queued_experiments_run_in_parallel_into_the_main_store(project: Project) -> None:
+def test_two_queued_experiments_run_in_parallel_into_the_main_store(project: Project, queued: dict) -> None:
     variants = {"exp-queue-a": "0.5", "exp-queue-b": "2.0"}
     for name, beta in variants.items():
-        project.dvc("exp", "run", "--queue", "-n", name, *overrides(f"train.beta={beta}"))
-    project.dvc("queue", "start", "-j", "2")
-    shown = wait_for_queue(project, tuple(variants))
-
-    for name, beta in variants.items():
-        state = shown[name]["executor"]["state"]
-        assert state == "success", f"{name} {state}:\n{queue_log(project, name)}"
+        state = queued[name]["executor"]["state"]
+        assert state == "success", f"{name} {state}:\n{project.queue_log(name)}"
         run = assert_complete_run(project, name, beta=beta)
-        assert shown_metric(shown, name, "test_neg_elbo") == pytest.approx(run.data.metrics["test_neg_elbo"],
-                                                                            rel=1e-12)
+        assert metric(queued, name, "test_neg_elbo") == pytest.approx(run.data.metrics["test_neg_elbo"], rel=1e-12)
     (start_a, end_a), (start_b, end_b) = (active_span(project, name) for name in variants)
     assert start_a < end_b and start_b < end_a, "the experiments did not overlap: -j 2 ran them one by one"
 
@@ -192,14 +125,14 @@ def test_relative_tracking_uri_and_mirror_in_a_temp_experiment_land_in_the_proje
         mirror.symlink_to(mnist_dir, target_is_directory=True)
     env = {key: value for key, value in project.env.items() if key != "MNIST_MIRROR"}
     relative = Project(project.root, env | {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"})
-    settings = overrides("data.mirrors=[../mnist-mirror]", "train.seed=3", "train.beta=0.5")
+    settings = small_overrides("data.mirrors=[../mnist-mirror]", "train.seed=3", "train.beta=0.5")
     relative.dvc("exp", "run", "--temp", "-n", "exp-relative", *settings)
     run = assert_complete_run(project, "exp-relative", beta="0.5")
     assert not list((project.root / ".dvc" / "tmp").rglob("mlflow.db"))
 
     again = relative.dvc("exp", "run", "--temp", "-n", "exp-relative-again", *settings)
     assert "Stage 'train' is cached - skipping run" in again.stdout + again.stderr
-    shown = project.shown()
+    shown = project.experiments()
     restored = tmp_path / "run.json"
     project.dvc("get", str(project.root), "models/run.json", "--rev", shown["exp-relative-again"]["rev"],
                 "-o", str(restored))
@@ -207,17 +140,19 @@ def test_relative_tracking_uri_and_mirror_in_a_temp_experiment_land_in_the_proje
     assert project.client().get_run(run.info.run_id).info.status == "FINISHED"
 
 
-def test_conditional_exp_run_builds_every_stage_and_the_gate_refuses_it_against_the_vae(project: Project) -> None:
-    project.dvc("exp", "run", "-n", "exp-cvae", *overrides("model.conditional=true", "train.beta=0.1"))
+def test_a_conditional_experiment_builds_every_stage_and_the_gate_refuses_it_against_the_vae(
+        project: Project, queued: dict) -> None:
+    state = queued["exp-cvae"]["executor"]["state"]
+    assert state == "success", f"exp-cvae {state}:\n{project.queue_log('exp-cvae')}"
     run = assert_complete_run(project, "exp-cvae", beta="0.1")
     assert run.data.params["model.conditional"] == "True" and run.data.tags["model.kind"] == "cvae"
-    shown = project.shown()["exp-cvae"]["data"]["metrics"]
+    shown = queued["exp-cvae"]["data"]["metrics"]
     assert shown["reports/model.json"]["data"] == {"kind": "cvae", "likelihood": "p(x|y)", "num_classes": 10}
     assert shown["reports/metrics.json"]["data"]["test_neg_elbo"] == pytest.approx(
         run.data.metrics["test_neg_elbo"], rel=1e-12)
     baseline = project.root / "vae_metrics.json"
     baseline.write_text(json.dumps(shown["reports/metrics.json"]["data"]))
-    done = subprocess.run([sys.executable, "-m", "pipeline", "check", "--baseline", str(baseline)], cwd=project.root,
-                          env=project.env, capture_output=True, text=True, check=False)
+    project.dvc("exp", "apply", "exp-cvae")  # its outputs in the workspace, where the gate reads them
+    done = project.pipeline("check", "--baseline", str(baseline), check=False)
     assert done.returncode == 1 and done.stdout == ""
     assert "the baseline is from the unconditional VAE, the new metrics from the conditional VAE" in done.stderr

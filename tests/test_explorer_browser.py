@@ -8,35 +8,23 @@ page embeds (float32, so float16 storage is under test too) and with numpy on th
 """
 
 import json
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import chromium_path
 
 from pipeline.reporting.explorer import DecoderWeights, render_explorer
 
 Decode = Callable[[np.ndarray], np.ndarray]
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.browser
 
 TOLERANCE = 2e-3  # max abs difference of pixel means, float16 weights against float32
 CLASS_NAMES = [f"class {k}" for k in range(10)]
 GRID_RANGE = (-3.0, 3.0)
-
-
-def chromium_path() -> str:
-    """The system Chromium; skip where it is missing, but fail in CI, where .ci/run installs it."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "Debian's chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import chromium_path
 from PIL import Image
 
 from pipeline.reporting import figures
 from pipeline.reporting.html_page import ReportImage, render_html
 
-pytestmark = pytest.mark.slow  # starts a browser
+pytestmark = pytest.mark.browser  # starts a browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 WINDOW = (1200, 2000)
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -23,7 +23,7 @@ CHROMIUM_FLAGS = [
 def screenshot(page: Path, profile: Path, target: Path) -> np.ndarray:
     """Render ``page`` in headless Chromium and return the screenshot as an RGB array."""
     done = subprocess.run(
-        [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={target}",
+        [chromium_path(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={target}",
          f"--window-size={WINDOW[0]},{WINDOW[1]}", page.resolve().as_uri()],
         capture_output=True, text=True, timeout=60, check=False,
     )
@@ -32,7 +32,6 @@ def screenshot(page: Path, profile: Path, target: Path) -> np.ndarray:
         return np.asarray(picture.convert("RGB"))
 
 
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} not installed (Debian package `chromium`)")
 def test_report_page_renders_alone_with_its_embedded_figures(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     labels = np.arange(500) % 10

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import REPO_ROOT, child_environment, synthetic_digits
+from helpers import REPO_ROOT, synthetic_digits
+from served_models import child_environment
 
 from pipeline.data.splits import save_split
 
@@ -88,7 +89,7 @@ def reference(template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return run_stages(template, tmp_path_factory.mktemp("reference") / "project", None, {})
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize(("config", "extra"), CONFIGURATIONS.values(), ids=CONFIGURATIONS.keys())
 def test_a_users_keras_configuration_changes_no_number(
         template: Path, reference: dict[str, object], tmp_path: Path, config: dict, extra: dict[str, str]) -> None:
@@ -113,7 +114,7 @@ SERVE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_logged_models_answer_in_float32_where_keras_json_says_float16(
         template: Path, reference: dict[str, object], tmp_path: Path) -> None:
     """A serving process (without the project's code) under a ``float16`` keras.json gets the float32 answers
@@ -133,7 +134,7 @@ def test_logged_models_answer_in_float32_where_keras_json_says_float16(
         np.testing.assert_allclose(served["z_mean"], reference["z_mean"][:3], rtol=1e-6)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("config", [{"epsilon": 1}, {"floatx": "bfloat16"}, {"image_data_format": "sideways"}],
                          ids=["integer-epsilon", "bfloat16", "unknown-layout"])
 def test_a_keras_json_that_keras_refuses_is_one_line_naming_it(

@@ -6,16 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import (
-    TOLERANCE,
-    child_environment,
-    logged_in_store,
-    post,
-    post_text,
-    request_with,
-    served,
-    synthetic_digits,
-)
+from helpers import synthetic_digits
+from served_models import TOLERANCE, child_environment, logged_in_store, post, post_text, request_with, served
 
 LATENT_DIM, CLASSES, SEVEN = 2, 10, 7
 
@@ -37,7 +29,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         yield {**logged, "parts": parts, "images": images, "labels": labels}
 
 
-@pytest.mark.slow  # compiles XLA programs, logs three models
+@pytest.mark.integration  # compiles XLA programs, logs three models
 def test_every_logged_part_takes_the_one_hot_label_by_name(trained: dict) -> None:
     import mlflow
 
@@ -50,7 +42,7 @@ def test_every_logged_part_takes_the_one_hot_label_by_name(trained: dict) -> Non
                      "vae": [("images", f32, (-1, 784)), labels]}
 
 
-@pytest.mark.slow  # starts mlflow models serve
+@pytest.mark.clones  # starts mlflow models serve
 def test_served_conditional_decoder_draws_a_seven_from_z_like_keras(trained: dict, tmp_path: Path) -> None:
     z = np.array([[0.0, 0.0], [1.5, -0.5], [-2.0, 1.0]], dtype=np.float32)
     sevens = np.full(len(z), SEVEN)

@@ -13,20 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import (
+from helpers import REPO_ROOT, pipeline_imports, synthetic_digits, top_level_imports
+from served_models import (
     NON_FINITE_BODIES,
-    REPO_ROOT,
     TOLERANCE,
     child_environment,
     logged_in_store,
-    pipeline_imports,
     post,
     post_text,
     request_with,
     served,
     strict_json,
-    synthetic_digits,
-    top_level_imports,
 )
 
 LATENT_DIM = 2
@@ -52,6 +49,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         yield {**logged, "encoder": encoder, "decoder": decoder, "images": images}
 
 
+@pytest.mark.integration  # trains and logs a model (the module's fixture)
 def test_each_part_is_a_logged_model_of_the_run_with_tensor_signature_and_example(trained: dict) -> None:
     import mlflow
     from mlflow.models import Model
@@ -126,6 +124,7 @@ def score(model: object, body: str) -> tuple[int, dict]:
     return answer.status, strict_json(answer.response)
 
 
+@pytest.mark.integration  # trains and logs a model (the module's fixture)
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # MLflow reading 1e39 as float32
 @pytest.mark.parametrize("value", list(NON_FINITE_BODIES))
 @pytest.mark.parametrize("name", list(INPUTS))
@@ -140,6 +139,7 @@ def test_a_value_that_is_not_a_finite_float32_gets_400_naming_the_input_row_and_
             in answer["message"])
 
 
+@pytest.mark.integration  # trains and logs a model (the module's fixture)
 @pytest.mark.parametrize("pixel", ["255", "1.0001", "-0.5", "3e38"])
 @pytest.mark.parametrize("name", ["encoder", "vae"])
 def test_a_pixel_outside_zero_to_one_gets_400_naming_it(loaded: dict, name: str, pixel: str) -> None:
@@ -149,6 +149,7 @@ def test_a_pixel_outside_zero_to_one_gets_400_naming_it(loaded: dict, name: str,
     assert "at row 1, column 1" in answer["message"]
 
 
+@pytest.mark.integration  # trains and logs a model (the module's fixture)
 @pytest.mark.parametrize("name", list(INPUTS))
 def test_a_request_missing_a_value_or_a_row_gets_400(loaded: dict, name: str) -> None:
     _, width = INPUTS[name]
@@ -159,6 +160,7 @@ def test_a_request_missing_a_value_or_a_row_gets_400(loaded: dict, name: str) ->
         assert status == 400, (body[:40], answer)
 
 
+@pytest.mark.integration  # trains and logs a model (the module's fixture)
 @pytest.mark.parametrize("z", ["3e38", "-3e38", "1e30", "-1e30"])
 def test_every_decoder_answer_to_a_finite_z_is_strict_json_pixels_or_a_400(loaded: dict, z: str) -> None:
     status, answer = score(loaded["decoder"], f'{{"inputs": [[{z}, {z}], [0.0, {z}]]}}')
@@ -189,6 +191,7 @@ def test_the_loader_copied_into_each_model_needs_only_keras_numpy_and_mlflow() -
     assert top_level_imports(loader) <= {"os", "typing", "numpy", "mlflow"}  # standard library, and what serving has
 
 
+@pytest.mark.integration  # trains and logs a model (the module's fixture)
 def test_pyfunc_predict_in_python_refuses_non_finite_arrays_too(loaded: dict, trained: dict) -> None:
     from mlflow.exceptions import MlflowException
 
@@ -230,7 +233,7 @@ np.savez(sys.argv[3], **answers)
 '''
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_pyfunc_and_keras_loading_need_no_project_code(trained: dict, tmp_path: Path) -> None:
     images = trained["images"][:7]
     z = np.linspace(-2, 2, 2 * 5, dtype=np.float32).reshape(5, 2)
@@ -249,7 +252,7 @@ def test_pyfunc_and_keras_loading_need_no_project_code(trained: dict, tmp_path: 
     assert (tmp_path / "blocked.txt").read_text(encoding="utf-8").split() == ["pipeline"]  # only the probe
 
 
-@pytest.mark.slow
+@pytest.mark.clones
 def test_served_models_answer_like_keras_and_refuse_non_finite_input_with_400_in_json(trained: dict,
                                                                                     tmp_path: Path) -> None:
     images = trained["images"][:2]

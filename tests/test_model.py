@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, random_images
 
 from pipeline.core.errors import PipelineError
 from pipeline.model.losses import kl_loss, reconstruction_loss
@@ -19,10 +19,6 @@ from pipeline.model.trained_vae import ModelLoadError, load_trained_vae
 from pipeline.model.vae import IMAGE_PIXELS, Sampling, build_vae, decoder_logits
 
 LATENT_DIM, INTERMEDIATE_DIM = 2, 32
-
-
-def images(rows: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).random((rows, IMAGE_PIXELS), dtype=np.float32)
 
 
 def numpy_bce_sum(targets: np.ndarray, logits: np.ndarray) -> np.ndarray:
@@ -50,7 +46,7 @@ def test_models_declare_no_fixed_batch_size(vae: keras.Model) -> None:
 
 @pytest.mark.parametrize("rows", [1, 7, 100])
 def test_encoder_decoder_and_vae_accept_any_batch_size(vae: keras.Model, rows: int) -> None:
-    x = images(rows)
+    x = random_images(rows)
     z_mean, z_log_var, z = (t.numpy() for t in vae.get_layer("encoder")(x))
     assert z_mean.shape == z_log_var.shape == z.shape == (rows, LATENT_DIM)
     decoded = vae.get_layer("decoder")(z).numpy()
@@ -62,7 +58,7 @@ def test_encoder_decoder_and_vae_accept_any_batch_size(vae: keras.Model, rows: i
 
 
 def test_compiled_predict_handles_a_partial_last_batch(vae: keras.Model) -> None:
-    assert vae.predict(images(100), batch_size=7, verbose=0).shape == (100, IMAGE_PIXELS)
+    assert vae.predict(random_images(100), batch_size=7, verbose=0).shape == (100, IMAGE_PIXELS)
 
 
 def test_sampling_draws_have_the_requested_mean_and_variance() -> None:
@@ -99,7 +95,7 @@ def test_sampling_draws_its_noise_in_the_float_type_of_z_mean(dtype: str) -> Non
 
 def test_reconstruction_loss_matches_numpy_summed_bce() -> None:
     rng = np.random.default_rng(4)
-    targets = np.concatenate([images(3, seed=5), np.round(images(2, seed=6))])
+    targets = np.concatenate([random_images(3, seed=5), np.round(random_images(2, seed=6))])
     logits = (3 * rng.standard_normal(targets.shape)).astype(np.float32)
     result = reconstruction_loss(targets, logits).numpy()
     assert result.shape == (5,)
@@ -108,7 +104,7 @@ def test_reconstruction_loss_matches_numpy_summed_bce() -> None:
 
 @pytest.mark.parametrize("magnitude", [50.0, 1e4])
 def test_reconstruction_loss_stays_finite_on_saturated_logits(magnitude: float) -> None:
-    targets = np.concatenate([images(2, seed=7), np.round(images(2, seed=8))])
+    targets = np.concatenate([random_images(2, seed=7), np.round(random_images(2, seed=8))])
     signs = np.where(np.random.default_rng(9).random(targets.shape) < 0.5, -1.0, 1.0)
     logits = tf.constant(magnitude * signs, dtype=tf.float32)
     with tf.GradientTape() as tape:
@@ -120,7 +116,7 @@ def test_reconstruction_loss_stays_finite_on_saturated_logits(magnitude: float) 
 
 
 def test_reconstruction_loss_of_confident_correct_logits_is_near_zero() -> None:
-    targets = np.round(images(2, seed=10))
+    targets = np.round(random_images(2, seed=10))
     result = reconstruction_loss(targets, np.where(targets > 0.5, 50.0, -50.0).astype(np.float32)).numpy()
     assert np.all(result >= 0) and np.all(result < 1e-12)
 
@@ -140,7 +136,7 @@ def test_saved_vae_reloads_with_the_same_weights_and_sampling_seed(tmp_path: Pat
     path = tmp_path / "vae.keras"
     original.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    x, z = images(9), np.random.default_rng(12).standard_normal((9, LATENT_DIM)).astype(np.float32)
+    x, z = random_images(9), np.random.default_rng(12).standard_normal((9, LATENT_DIM)).astype(np.float32)
     for name in ("encoder", "decoder"):
         assert loaded.get_layer(name).name == name
     before, after = original.get_layer("encoder")(x), loaded.get_layer("encoder")(x)
@@ -155,7 +151,7 @@ def test_reloaded_vae_draws_like_a_fresh_model_with_its_seed(tmp_path: Path) -> 
     original = build_vae(LATENT_DIM, INTERMEDIATE_DIM, seed=13)
     path = tmp_path / "vae.keras"
     original.save(path)
-    x = images(9)
+    x = random_images(9)
     first, second = load_trained_vae(path).vae(x).numpy(), load_trained_vae(path).vae(x).numpy()
     np.testing.assert_array_equal(first, second)
     np.testing.assert_array_equal(original(x).numpy(), first)
@@ -192,7 +188,7 @@ def test_load_vae_names_an_unknown_class_in_one_short_line(tmp_path: Path) -> No
     assert "\n" not in message and "config" not in message and len(message) < 400, message
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_readme_snippet_loads_the_saved_model_in_a_fresh_python_and_plain_keras_names_the_missing_layer(
     tmp_path: Path,
 ) -> None:

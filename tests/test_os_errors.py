@@ -35,7 +35,7 @@ def mount_tmpfs(folder: Path, size: str) -> bool:
     if os.geteuid() != 0 or not shutil.which("mount"):
         return False
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                          capture_output=True, check=False)
+                          capture_output=True, check=False, timeout=60)
     return done.returncode == 0
 
 
@@ -47,7 +47,7 @@ def tmpfs(folder: Path, size: str = "64k") -> Iterator[bool]:
         yield mounted
     finally:
         if mounted:
-            subprocess.run(["umount", "-l", str(folder)], check=False)
+            subprocess.run(["umount", "-l", str(folder)], check=False, timeout=60)
 
 
 def sparse_mnist(raw: Path) -> None:
@@ -95,7 +95,7 @@ def fault(kind: str, root: Path) -> Iterator[Fault]:
                 yield (Fault(out, stats, out / "train.npz", os.strerror(errno.ENOSPC)) if mounted else
                        Fault(out, stats, out / "train.npz", os.strerror(errno.EFBIG), limit_file_size))
             elif mounted:
-                subprocess.run(["mount", "-o", "remount,ro", str(out)], check=True)
+                subprocess.run(["mount", "-o", "remount,ro", str(out)], check=True, timeout=60)
                 yield Fault(out, stats, out / "train.npz", os.strerror(errno.EROFS))
             elif os.geteuid() != 0:
                 out.chmod(0o555)
@@ -150,7 +150,7 @@ def test_os_error_on_an_input_is_one_line_naming_the_path(tmp_path: Path) -> Non
     assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_disk_full_while_saving_the_model_is_one_line_the_old_model_intact_and_the_run_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path
 ) -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, git
 
 from pipeline.core.params import ParamsError, load_params
 from pipeline.core.strict_yaml import MAX_BYTES, YamlError, load_yaml
@@ -85,17 +85,18 @@ def test_a_value_yaml_12_reads_otherwise_than_meant_is_refused_naming_the_key(
         load_params(tmp_path / "params.yaml")
 
 
+@pytest.mark.clones  # git and dvc in a project
 def test_dvc_params_diff_and_the_gate_show_the_same_values(tmp_path: Path) -> None:
     """The reported case, through ``dvc params diff`` itself: DVC said 10, 123 and ``no`` where the pipeline
     read 8, 83 and ``False``."""
     def run(*command: str) -> str:
-        return subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+        return subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, text=True, timeout=600).stdout
 
-    run("git", "init", "-q")
+    git(tmp_path, "init", "-q")
     run(sys.executable, "-m", "dvc", "init", "-q")
     (tmp_path / "params.yaml").write_text("train:\n  epochs: 5\n  experiment: vae\ndata:\n  seed: 42\n")
-    run("git", "add", "-A")
-    run("git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", "commit", "-q", "-m", "baseline")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "baseline")
     (tmp_path / "params.yaml").write_text("train:\n  epochs: 010\n  experiment: no\ndata:\n  seed: 0123\n")
     shown = json.loads(run(sys.executable, "-m", "dvc", "params", "diff", "--json"))["params.yaml"]
     assert {key: change["new"] for key, change in shown.items()} == {

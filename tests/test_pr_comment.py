@@ -38,7 +38,7 @@ def run_script(tmp_path: Path, comments: list[dict[str, object]]) -> list[str]:
     calls = tmp_path / "calls.log"
     environment = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),
                    "COMMENTS": str(tmp_path / "comments.json"), "GITHUB_REPOSITORY": "team/vae", "PR_NUMBER": "12"}
-    subprocess.run(["bash", str(SCRIPT), str(report)], env=environment, check=True, capture_output=True)
+    subprocess.run(["bash", str(SCRIPT), str(report)], env=environment, check=True, capture_output=True, timeout=600)
     return calls.read_text().splitlines()
 
 
@@ -67,5 +67,5 @@ def test_a_file_without_the_marker_is_refused(tmp_path: Path) -> None:
     report = tmp_path / "plain.md"
     report.write_text("## report\n")
     done = subprocess.run(["bash", str(SCRIPT), str(report)], capture_output=True, text=True,
-                          env={**os.environ, "GITHUB_REPOSITORY": "team/vae", "PR_NUMBER": "1"})
+                          env={**os.environ, "GITHUB_REPOSITORY": "team/vae", "PR_NUMBER": "1"}, timeout=600)
     assert done.returncode == 1 and "hidden marker" in done.stderr

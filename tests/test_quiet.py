@@ -20,14 +20,14 @@ def run_python(code: str, **environ: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_importing_the_model_package_prints_nothing_on_stderr() -> None:
     done = run_python(LOADS_THE_MODEL_PACKAGE)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "3.0\n" and done.stderr == ""
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_verbose_brings_tensorflows_start_up_lines_back() -> None:
     done = run_python(LOADS_THE_MODEL_PACKAGE, **{VERBOSE_ENV: "1"})
     assert done.returncode == 0 and "oneDNN" in done.stderr

@@ -1,14 +1,13 @@
 """``python -m pipeline recipe``: recipes list, apply into params.yaml keeping every byte they do not change, and
 a bad recipe is one line naming its file and key."""
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, git
 
 from pipeline import recipe
 from pipeline.core.param_sections import TrainParams
@@ -221,17 +220,18 @@ def test_an_unknown_recipe_name_lists_those_there_are(project: Path, capsys: pyt
                                        "(there: notebook, trial)\n")
 
 
+@pytest.mark.clones  # git and dvc in a project
 def test_dvc_params_diff_sees_exactly_what_apply_printed(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The file ``apply`` writes is one DVC reads as the same values (YAML 1.2, as ``dvc exp run -S`` writes)."""
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"], ["git", "add", "params.yaml"],
-                    ["git", "commit", "-qm", "params"]):
-        subprocess.run(command, cwd=project, env=env, check=True, capture_output=True, timeout=120)
+    git(project, "init", "-q")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=project, check=True, capture_output=True,
+                   timeout=120)
+    git(project, "add", "params.yaml")
+    git(project, "commit", "-qm", "params")
     assert run(project, "apply", "trial") == 0
     printed = {row.split()[1]: row.split()[2:] for row in capsys.readouterr().out.splitlines()[2:]}
-    done = subprocess.run([sys.executable, "-m", "dvc", "params", "diff"], cwd=project, env=env,
-                          capture_output=True, text=True, check=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "dvc", "params", "diff"], cwd=project, capture_output=True,
+                          text=True, check=True, timeout=120)
     seen = {row.split()[1]: row.split()[2:] for row in done.stdout.splitlines()[1:]}
     assert seen == printed
 

@@ -1,11 +1,10 @@
 """Promotion to the MLflow Model Registry: versions, the ``champion`` alias and the tags that say why."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import markdown_tables
+from helpers import git, markdown_tables
 
 from pipeline.tracking import registry
 from pipeline.tracking.store import TrackingError
@@ -214,15 +213,11 @@ def test_check_promote_without_logged_models_or_run_file_fails_in_one_line_befor
 
 
 def test_check_promote_against_a_git_revision_tags_the_commit_it_names(client: object, project: Path) -> None:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", *args], cwd=project,
-                              check=True, capture_output=True, text=True).stdout.strip()
-
-    git("init", "-q")
+    git(project, "init", "-q")
     (project / "reports").mkdir()
     (project / "reports" / "metrics.json").write_text(json.dumps({"test_neg_elbo": 100.0}))
-    git("add", "reports/metrics.json")
-    git("commit", "-q", "-m", "baseline")
+    git(project, "add", "reports/metrics.json")
+    git(project, "commit", "-q", "-m", "baseline")
     from pipeline.check import main
 
     (project / "reports" / "metrics.json").write_text(json.dumps({"test_neg_elbo": 99.75}))
@@ -230,7 +225,7 @@ def test_check_promote_against_a_git_revision_tags_the_commit_it_names(client: o
                  "--run", str(project / "models" / "run.json"), "--promote"]) == 0
     tags = client.get_model_version_by_alias("vae-test-encoder", registry.CHAMPION).tags
     assert tags["gate.baseline"] == "HEAD:reports/metrics.json"
-    assert tags["gate.baseline_commit"] == git("rev-parse", "HEAD")
+    assert tags["gate.baseline_commit"] == git(project, "rev-parse", "HEAD").strip()
     assert tags["gate.delta.test_neg_elbo"] == "-0.25"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO_ROOT, assert_figures, pipeline_imports
+from helpers import REPO_ROOT, assert_figures, pipeline_imports, random_images
 
 from pipeline.core.params import Params, parse_params
 from pipeline.report import main, read_history
@@ -140,8 +140,7 @@ def small_params(latent_dim: int = 2, grid_dims: tuple[int, int] = (0, 1)) -> Pa
 
 
 def sample_data(n: int = 120) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(1)
-    return rng.random((n, 784), dtype=np.float32), (np.arange(n) % 10).astype(np.uint8)
+    return random_images(n, seed=1), (np.arange(n) % 10).astype(np.uint8)
 
 
 def write_fake_report(out: Path, latent_dim: int = 2, grid_dims: tuple[int, int] = (0, 1)) -> list[Path]:
@@ -189,6 +188,7 @@ class OverflowingCodec(LinearCodec):
         return hidden_kernel, hidden_bias + 1e6, output_kernel, output_bias
 
 
+@pytest.mark.integration  # the whole report stage, twice
 @pytest.mark.parametrize("failing", ["explorer", "index"])
 def test_a_report_that_cannot_render_leaves_the_previous_one_whole(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
@@ -324,7 +324,7 @@ def test_bad_params_and_missing_inputs_fail_before_the_model_is_loaded(
     assert "absent.csv" in capsys.readouterr().err
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("latent_dim", [2, 1])
 def test_stage_end_to_end_writes_the_report_and_logs_it_to_the_training_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, latent_dim: int) -> None:
@@ -402,6 +402,7 @@ def environment_without_display(**settings: str) -> dict[str, str]:
     return {**environment, "PYTHONPATH": str(REPO_ROOT), **settings}
 
 
+@pytest.mark.integration  # a Python per backend
 @pytest.mark.parametrize("backend", BACKENDS, ids=["notebook", "missing-module", "tkagg", "qtagg", "nonsense",
                                                    "empty"])
 def test_report_help_answers_whatever_mplbackend_says(backend: str, tmp_path: Path) -> None:
@@ -417,7 +418,7 @@ def test_report_help_answers_whatever_mplbackend_says(backend: str, tmp_path: Pa
 HOSTILE_MATPLOTLIBRC = f"backend: {NOTEBOOK_BACKEND}\nfont.size: 30\naxes.facecolor: red\nlines.linewidth: 9\n"
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_report_renders_the_same_pngs_whatever_mplbackend_or_a_matplotlibrc_says(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The stage renders headless under a notebook's or a GUI backend without a display, and the user's

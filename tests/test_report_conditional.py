@@ -128,7 +128,7 @@ def test_conditional_report_writes_the_same_files_at_fixed_sizes_with_their_capt
     assert data["conditional"] is True and data["inputs"] == 2 + CLASSES, "the explorer offers its class picker"
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_a_trained_conditional_vae_draws_every_figure(tmp_path: Path) -> None:
     from pipeline.model.trained_vae import TrainedVae
     from pipeline.model.vae import build_vae

@@ -3,12 +3,11 @@ the conditional manifold one class at a time, and the model card with front matt
 
 import html
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_figures
+from helpers import assert_figures, git
 from huggingface_hub import ModelCard
 from test_report import METRICS, fake_vae, sample_data, small_params
 from test_report_conditional import HISTORY, SpellingCodec
@@ -132,6 +131,7 @@ class PixelCodec(SpellingCodec):
         return 1 / (1 + np.exp(-np.tile(super().decode(z, labels), 196) * np.linspace(-1, 1, 784)))
 
 
+@pytest.mark.integration
 def test_the_conditional_manifold_shows_one_class_at_a_time_at_full_size(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -206,7 +206,7 @@ def test_deltas_compare_with_the_metrics_committed_at_head_and_say_why_when_ther
     missing = deltas(params, metrics, {"test_neg_elbo": 170.0})
     assert not missing.rows and "not inside a git repository" in missing.missing
     for args in (["init", "-q"], ["add", "reports/metrics.json"], ["commit", "-qm", "baseline"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e", *args], cwd=tmp_path, check=True)
+        git(tmp_path, *args)
     found = deltas(params, metrics, {"test_neg_elbo": 170.0})
     assert found.baseline_label.startswith("HEAD:reports/metrics.json (")
     assert [(row.metric, row.delta, row.verdict) for row in found.rows] == [("test_neg_elbo", 10.0, "REGRESSED")]

@@ -276,7 +276,7 @@ def _interrupt_and_resume(backend: str, digits: tuple[np.ndarray, np.ndarray], p
     return seen, _trained(resumed, history)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_training_interrupted_after_epoch_two_resumes_in_a_fresh_trainer_to_the_same_result(
     backend: str, tmp_path: Path, digits: tuple[np.ndarray, np.ndarray], uninterrupted: Trained
 ) -> None:
@@ -390,7 +390,7 @@ def history_rows(root: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(stream))
 
 
-@pytest.mark.slow
+@pytest.mark.clones
 def test_stage_killed_with_sigkill_leaves_a_running_run_and_no_model(
     interrupted_stages: dict[signal.Signals, Interrupted],
 ) -> None:
@@ -401,7 +401,7 @@ def test_stage_killed_with_sigkill_leaves_a_running_run_and_no_model(
     assert killed.statuses == ["RUNNING"]
 
 
-@pytest.mark.slow
+@pytest.mark.clones
 def test_stage_rerun_after_sigkill_fails_the_old_run_and_resumes_to_the_uninterrupted_result(
     interrupted_stages: dict[signal.Signals, Interrupted], uninterrupted: Trained,
 ) -> None:
@@ -435,7 +435,7 @@ def test_stage_rerun_after_sigkill_fails_the_old_run_and_resumes_to_the_uninterr
         np.testing.assert_allclose(np.asarray(mine), theirs, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.slow
+@pytest.mark.clones
 def test_stage_sent_sigterm_exits_130_with_one_line_kills_the_run_and_keeps_the_checkpoint(
     interrupted_stages: dict[signal.Signals, Interrupted],
 ) -> None:

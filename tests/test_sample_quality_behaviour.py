@@ -49,7 +49,6 @@ def rows(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_the_same_images_score_zero_and_other_real_images_little(rows: dict) -> None:
     (_, same, same_recall), = rows["same test images"]
     (_, other, other_recall), = rows["other real images (train)"]
@@ -61,7 +60,6 @@ def test_the_same_images_score_zero_and_other_real_images_little(rows: dict) -> 
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 @pytest.mark.parametrize("case", ["pixel noise", "blur", "class mix shifted to 1s"])
 def test_fid_rises_with_every_step_of_damage(rows: dict, case: str) -> None:
     values = [fid for _, fid, _ in rows[case]]
@@ -70,7 +68,6 @@ def test_fid_rises_with_every_step_of_damage(rows: dict, case: str) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 @pytest.mark.parametrize("case", ["pixel noise", "blur"])
 def test_recall_collapses_as_the_damaged_images_leave_the_real_manifold(rows: dict, case: str) -> None:
     """Precision hardly moves (a blurred digit is still a digit to the classifier); recall does."""

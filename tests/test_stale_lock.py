@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT
+from clones import clone_repository
+from helpers import REPO_ROOT, git
 
 CHECK = Path(".ci") / "stale_lock.py"
 sys.path.insert(0, str(REPO_ROOT / ".ci"))
@@ -53,13 +54,11 @@ with Repo(".") as repo:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.slow  # a clone and four `dvc status` runs
+@pytest.mark.clones  # a clone and four `dvc status` runs
 def test_a_clone_whose_docstring_changed_is_stale_for_exactly_the_stages_that_import_it(tmp_path: Path) -> None:
-    clone = tmp_path / "clone"
-    assert _run(tmp_path, "git", "clone", "-q", str(REPO_ROOT), str(clone)).returncode == 0
+    clone = clone_repository(tmp_path / "clone", with_changes=False)
     _record_code_in_lock(clone)
-    assert _run(clone, "git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", "commit", "-qam",
-                "lock").returncode == 0
+    git(clone, "commit", "-qam", "lock")
     done = _run(clone, sys.executable, str(CHECK))
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     unpulled = json.loads(_run(clone, sys.executable, "-m", "dvc", "status", "--json").stdout)
@@ -75,7 +74,7 @@ def test_a_clone_whose_docstring_changed_is_stale_for_exactly_the_stages_that_im
         "stale dvc.lock: stage report: pipeline/reporting/figures.py modified; run `dvc repro` and commit dvc.lock",
     ], done.stderr
 
-    assert _run(clone, "git", "checkout", "-q", "--", "pipeline").returncode == 0
+    git(clone, "checkout", "-q", "--", "pipeline")
     (clone / "params.yaml").write_text((clone / "params.yaml").read_text().replace("epochs: 5", "epochs: 6", 1))
     done = _run(clone, sys.executable, str(CHECK))
     assert done.returncode == 1

@@ -32,7 +32,7 @@ COMMANDS = {
 PARAMS = {
     "model": {"intermediate_dim": 16},
     "train": {"epochs": 1, "experiment": "store-faults"},
-    "evaluate": {"elbo_samples": 2, "is_samples": 4, "batch_size": 50},
+    "evaluate": {"elbo_samples": 2, "is_samples": 4, "batch_size": 50, "sample_count": 50, "bootstrap_resamples": 4},
     "report": {"grid_size": 3, "n_samples": 4, "n_reconstructions": 2},
     "check": {"registered_models": {"encoder": "faults-encoder", "decoder": "faults-decoder"}},
 }
@@ -42,6 +42,7 @@ PARAMS = {
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project after a real train and evaluate on synthetic digits: its store holds the run and its models."""
     from pipeline.evaluate import main as evaluate
+    from pipeline.sample_quality.classifier import build_classifier
     from pipeline.train import main as train
 
     root = tmp_path_factory.mktemp("trained")
@@ -53,6 +54,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.delenv("DVC_ROOT", raising=False)
         patch.chdir(root)
         assert train(["--params", "params.yaml"]) == 0
+        build_classifier(10).save(root / "models" / "classifier.keras")  # untrained: evaluate needs its features only
         assert evaluate(["--params", "params.yaml"]) == 0
     return root
 
@@ -124,7 +126,7 @@ def test_a_damaged_store_file_is_one_line_naming_it_the_cause_and_the_way_out(
     assert store.read_bytes() == before
 
 
-@pytest.mark.slow  # a real training and evaluation, then each command in its own Python
+@pytest.mark.integration  # a real training and evaluation, then each command in its own Python
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_command_on_a_damaged_store_fails_in_one_line_and_changes_nothing(
@@ -157,7 +159,7 @@ def failing_store(kind: str, healthy: Path, folder: Path) -> Iterator[str]:
                     filler.flush()
             yield "cannot grow: the disk is full (database or disk is full): free space on the disk under"
         elif mounted:
-            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, timeout=60)
             yield "is read-only (attempt to write a readonly database): make"
         else:
             (folder / "mlflow.db").chmod(0o444)
@@ -165,12 +167,12 @@ def failing_store(kind: str, healthy: Path, folder: Path) -> Iterator[str]:
             yield "is read-only (attempt to write a readonly database): make"
     finally:
         if mounted:
-            subprocess.run(["umount", "-l", str(folder)], check=False)
+            subprocess.run(["umount", "-l", str(folder)], check=False, timeout=60)
         else:
             folder.chmod(0o755)
 
 
-@pytest.mark.slow  # a real training and evaluation, then each command in its own Python, three with TensorFlow
+@pytest.mark.integration  # a real training and evaluation, then each command in its own Python, three with TensorFlow
 @pytest.mark.parametrize(("command", "kind"), [("train", "full"), ("evaluate", "full"), ("report", "full"),
                                                ("check --promote", "full"), ("check --promote", "read-only")])
 def test_a_store_that_cannot_be_written_is_one_line_and_mlflows_own_log_is_held_back(
@@ -186,14 +188,14 @@ def test_a_store_that_cannot_be_written_is_one_line_and_mlflows_own_log_is_held_
         # evaluate and report write their files, then add them to the run: DVC reruns the failed stage anyway
         written = {"evaluate": {"reports/metrics.json", "reports/per_class.csv", "reports/model.json"},
                    "report": {path for path in changed if path.startswith("reports/") and
-                              path.endswith((".png", ".html"))}}.get(stage, set())
+                              path.endswith((".png", ".html", ".md"))}}.get(stage, set())
         assert changed <= written, changed
         assert not list(project.rglob(".*tmp-*"))
         if stage == "check":
             assert "promoted:" not in done.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_verbose_shows_mlflows_own_log_of_the_failure_before_the_line(project: Path, trained: Path) -> None:
     with failing_store("full", trained / "mlflow.db", project / "store"):
         done = run(project, "check --promote", "-v")
@@ -202,7 +204,7 @@ def test_verbose_shows_mlflows_own_log_of_the_failure_before_the_line(project: P
     assert done.stderr.splitlines()[-1].startswith(f"check: error: MLflow tracking store {project}/store/mlflow.db")
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_compare_reads_a_store_on_a_full_disk(project: Path, trained: Path) -> None:
     with failing_store("full", trained / "mlflow.db", project / "store"):
         done = run(project, "compare")

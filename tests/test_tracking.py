@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from helpers import free_port, git
 from mlflow.tracking import MlflowClient
 
 from pipeline.core.params import Params
@@ -42,21 +42,6 @@ def sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: P
     return uri
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on once this returns."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def git(root: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false", *args],
-        cwd=root, capture_output=True, text=True, check=True,
-    )
-    return done.stdout.strip()
-
-
 def git_repo(root: Path) -> str:
     """A repository with one committed file; return the commit."""
     root.mkdir(parents=True, exist_ok=True)
@@ -64,7 +49,7 @@ def git_repo(root: Path) -> str:
     (root / "params.yaml").write_text("train:\n  epochs: 1\n")
     git(root, "add", "params.yaml")
     git(root, "commit", "-q", "-m", "initial")
-    return git(root, "rev-parse", "HEAD")
+    return git(root, "rev-parse", "HEAD").strip()
 
 
 def only_run(experiment: str) -> mlflow.entities.Run:
@@ -266,7 +251,7 @@ def dvc_project(root: Path) -> str:
         (root / path).write_text("committed\n")
     git(root, "add", "-f", ".")
     git(root, "commit", "-q", "-m", "project")
-    return git(root, "rev-parse", "HEAD")
+    return git(root, "rev-parse", "HEAD").strip()
 
 
 @pytest.mark.parametrize("path", REWRITTEN_BY_DVC)
@@ -293,11 +278,12 @@ def test_any_other_tracked_change_still_makes_the_work_tree_dirty(tmp_path: Path
     assert git_tags(repo)["git.dirty"] == "true"
 
 
+@pytest.mark.clones  # git and dvc repro in a project
 def test_a_real_dvc_repro_leaves_the_work_tree_clean(tmp_path: Path) -> None:
     """The reported case: in a fresh clone the stages before train rewrite dvc.lock and .gitignore."""
     repo = tmp_path / "repo"
     git_repo(repo)
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True, capture_output=True, timeout=600)
     (repo / "code.py").write_text(
         "import pathlib, time\n"
         "pathlib.Path('models').mkdir(exist_ok=True)\n"
@@ -315,7 +301,8 @@ def test_a_real_dvc_repro_leaves_the_work_tree_clean(tmp_path: Path) -> None:
         (repo / committed).write_text("")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "project")
-    done = subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=repo, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=repo, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     assert git(repo, "status", "--porcelain", "--untracked-files=no"), "dvc repro changed no tracked file"
     assert git_tags(repo)["git.dirty"] == "false"
@@ -565,7 +552,7 @@ def _healthy(uri: str) -> bool:
         return False
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_training_run_lands_on_tracking_server(
     mlflow_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_store: str
 ) -> None:

@@ -96,7 +96,7 @@ def history_rows(root: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(stream))
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_train_exits_zero_and_writes_model_run_and_history(trained: Trained) -> None:
     assert trained.code == 0, trained.stderr
     assert "train: error" not in trained.stderr
@@ -104,7 +104,7 @@ def test_train_exits_zero_and_writes_model_run_and_history(trained: Trained) -> 
         assert (trained.root / output).is_file(), output
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_saved_model_loads_in_safe_mode_and_reconstructs_images(trained: Trained) -> None:
     import keras
 
@@ -118,7 +118,7 @@ def test_saved_model_loads_in_safe_mode_and_reconstructs_images(trained: Trained
     assert vae.get_layer("encoder").output[0].shape == (None, 2)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_run_json_names_finished_run_with_all_params_and_tags(trained: Trained) -> None:
     run = trained.run()
     params = load_params(trained.root / "params.yaml")
@@ -145,7 +145,7 @@ KNOBS = {"optimizer": "adam", "learning_rate": 0.003, "adam_beta_2": 0.99, "lr_s
          "lr_warmup_epochs": 0.5, "lr_final_fraction": 0.1, "beta": 1.0, "beta_warmup_epochs": 1.0, "z_samples": 2}
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_every_training_knob_reaches_the_stage_and_its_mlflow_run(
     tmp_path: Path, empty_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,7 +158,7 @@ def test_every_training_knob_reaches_the_stage_and_its_mlflow_run(
     assert logged["train.objective"] == "elbo" and logged["train.rmsprop_rho"] == "0.9"
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_run_has_per_epoch_train_and_val_losses_matching_history_csv(trained: Trained) -> None:
     client = MlflowClient(tracking_uri=trained.uri)
     run_id = trained.run().info.run_id
@@ -172,7 +172,7 @@ def test_run_has_per_epoch_train_and_val_losses_matching_history_csv(trained: Tr
     assert neg_elbo[0].value > 0
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_train_history_csv_has_one_row_per_epoch(trained: Trained) -> None:
     rows = history_rows(trained.root)
     assert [row["epoch"] for row in rows] == ["1", "2"]
@@ -183,7 +183,7 @@ def test_train_history_csv_has_one_row_per_epoch(trained: Trained) -> None:
         assert float(row["neg_elbo"]) == pytest.approx(reconstruction + kl, abs=1e-4)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_run_logs_encoder_decoder_and_vae_as_logged_models_named_in_run_json(trained: Trained, run_store: str) -> None:
     import keras
     import mlflow.keras
@@ -215,7 +215,7 @@ def test_run_logs_encoder_decoder_and_vae_as_logged_models_named_in_run_json(tra
     np.testing.assert_array_equal(example["images"], synthetic_digits(600, seed=1)[0][:5])
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_diverging_training_fails_the_run_and_writes_no_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path
 ) -> None:
@@ -236,7 +236,7 @@ def test_diverging_training_fails_the_run_and_writes_no_model(
     assert not (tmp_path / "reports" / "train_history.csv").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_a_string_param_dvc_writes_unquoted_trains_under_that_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path
 ) -> None:
@@ -301,7 +301,7 @@ def imported_modules(importtime_stderr: str) -> set[str]:
             if line.startswith("import time:") and line.count("|") == 2}
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("case", BAD_PARAMS)
 def test_bad_params_fail_naming_the_key_before_tensorflow_loads(
     bad_param_runs: dict[str, tuple[Path, int, str]], case: str

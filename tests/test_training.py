@@ -17,7 +17,8 @@ from pipeline.core.metrics import LOSS_NAMES
 from pipeline.model.trainer import TrainConfig, TrainingDivergedError, make_trainer
 from pipeline.model.vae import IMAGE_PIXELS, build_vae
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", BACKENDS)]  # every test compiles a training loop
+# every test compiles a training loop
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("backend", BACKENDS)]
 
 BASE = TrainConfig(
     latent_dim=2, intermediate_dim=32, epochs=1, batch_size=100, optimizer="rmsprop",

@@ -16,7 +16,7 @@ from pipeline.model.losses import kl_loss, reconstruction_loss
 from pipeline.model.tf_loop import TfTrainer
 from pipeline.model.trainer import TrainConfig, make_trainer
 
-pytestmark = pytest.mark.slow  # every test compiles the XLA training loop
+pytestmark = pytest.mark.integration  # every test compiles the XLA training loop
 
 ROWS = 250  # two full batches of 100 and a partial one: both compiled shapes run
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from helpers import REPO_ROOT
+from clones import Clone, clone_environment, clone_repository
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -23,29 +23,17 @@ from pipeline.core.params import load_params
 from pipeline.tuning import study as studies
 from pipeline.tuning.space import load_settings, parse_overrides
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.clones
 
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "pytest", "GIT_AUTHOR_EMAIL": "pytest@example.invalid",
-                "GIT_COMMITTER_NAME": "pytest", "GIT_COMMITTER_EMAIL": "pytest@example.invalid"}
-UNSET = ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "DVC_ROOT", "DVC_EXP_NAME", "PIPELINE_TUNE_STUDY")
-COMMAND_TIMEOUT_S = 1200
 EXPERIMENT = "vae-mnist"
 
 
 @dataclass(frozen=True)
-class Clone:
-    root: Path
-    env: dict[str, str]
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, *args], cwd=self.root, env=self.env, capture_output=True, text=True,
-                              timeout=COMMAND_TIMEOUT_S, check=False)
-        if check and done.returncode != 0:
-            pytest.fail(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        return done
+class TuneClone(Clone):
+    """A clone in which ``python -m pipeline tune`` runs studies, with their journal and MLflow runs."""
 
     def tune(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.run("-m", "pipeline", "tune", *args, check=check)
+        return self.pipeline("tune", *args, check=check)
 
     def study(self, name: str) -> optuna.Study:
         return studies.load(str(self.root / ".tune" / "journal.log"), name)
@@ -55,28 +43,19 @@ class Clone:
         experiment = client.get_experiment_by_name(EXPERIMENT)
         return client.search_runs([experiment.experiment_id], f"tags.`tune.study` = '{study}'")
 
-    def experiments(self) -> set[str]:
-        return set(self.run("-m", "dvc", "exp", "list", "--name-only").stdout.split())
+    def experiment_names(self) -> set[str]:
+        return set(self.dvc("exp", "list", "--name-only").stdout.split())
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Clone:
+def clone(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> TuneClone:
     """The repository with its uncommitted changes, data downloaded and prepared once."""
-    root = tmp_path_factory.mktemp("tune") / "clone"
-    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(root)], check=True)
-    changes = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=REPO_ROOT, capture_output=True,
-                             check=True).stdout
-    if changes:
-        subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=root, input=changes, check=True)
-    env = {key: value for key, value in os.environ.items() if key not in UNSET} | GIT_IDENTITY | {
-        "MNIST_MIRROR": str(mnist_dir),
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    project = Clone(root, env)
-    project.run("-m", "dvc", "repro", "prepare")
+    project = TuneClone(clone_repository(tmp_path_factory.mktemp("tune") / "clone"), clone_environment(mnist_dir))
+    project.dvc("repro", "prepare")
     return project
 
 
-def test_a_study_of_four_trials_with_two_workers_lands_experiments_runs_and_the_best_params(clone: Clone,
+def test_a_study_of_four_trials_with_two_workers_lands_experiments_runs_and_the_best_params(clone: TuneClone,
                                                                                           tmp_path: Path) -> None:
     done = clone.tune("run", "--study", "four", "--trials", "4", "--workers", "2", "--set", "train.epochs=1")
     lines = done.stdout.splitlines()
@@ -89,7 +68,7 @@ def test_a_study_of_four_trials_with_two_workers_lands_experiments_runs_and_the_
     assert {trial.state for trial in trials} == {TrialState.COMPLETE}
     assert {trial.user_attrs["workspace"] for trial in trials} == {"w0", "w1"}, "one worker ran every trial"
     names = {f"four-t{number}" for number in range(4)}
-    assert names <= clone.experiments()
+    assert names <= clone.experiment_names()
 
     runs = {run.data.tags["tune.trial"]: run for run in clone.runs("four") if "tune.trial" in run.data.tags}
     parent = study.user_attrs["mlflow_parent_run_id"]
@@ -122,10 +101,10 @@ def test_a_study_of_four_trials_with_two_workers_lands_experiments_runs_and_the_
         section, name = key.split(".")
         assert params[section][name] == (pytest.approx(value) if isinstance(value, float) else value), key
     assert params["data"]["val_fraction"] == 0.1 and params["train"]["epochs"] == 1
-    subprocess.run(["git", "checkout", "--", "params.yaml", "dvc.lock", "reports"], cwd=clone.root, check=True)
+    clone.git("checkout", "--", "params.yaml", "dvc.lock", "reports")
 
 
-def test_a_trial_behind_the_median_is_pruned_everywhere(clone: Clone) -> None:
+def test_a_trial_behind_the_median_is_pruned_everywhere(clone: TuneClone) -> None:
     tune_file = clone.root / "prune.yaml"
     settings = yaml.safe_load((clone.root / "tune.yaml").read_text(encoding="utf-8"))
     settings["pruner"] = {"kind": "median", "startup_trials": 1, "warmup_epochs": 0}
@@ -143,12 +122,12 @@ def test_a_trial_behind_the_median_is_pruned_everywhere(clone: Clone) -> None:
     assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [1]
     [run] = [run for run in clone.runs("pruned") if run.data.tags.get("tune.trial") == "0"]
     assert run.info.status == "KILLED" and run.data.tags["tune.state"] == "PRUNED"
-    assert "pruned-t0" in clone.experiments()
+    assert "pruned-t0" in clone.experiment_names()
     shown = clone.tune("show", "--study", "pruned").stdout
     assert any(line.split()[:2] == ["0", "PRUNED"] for line in shown.splitlines()), shown
 
 
-def test_ctrl_c_stops_every_worker_leaves_no_running_run_and_a_rerun_resumes(clone: Clone) -> None:
+def test_ctrl_c_stops_every_worker_leaves_no_running_run_and_a_rerun_resumes(clone: TuneClone) -> None:
     command = [sys.executable, "-m", "pipeline", "tune", "run", "--study", "stop", "--trials", "2", "--workers", "2",
                "--set", "train.epochs=4", "--set", "train.seed=5"]
     parent = subprocess.Popen(command, cwd=clone.root, env=clone.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -170,7 +149,8 @@ def test_ctrl_c_stops_every_worker_leaves_no_running_run_and_a_rerun_resumes(clo
     assert not [run for run in runs if run.info.status == "RUNNING"]
     states = sorted(trial.state.name for trial in clone.study("stop").get_trials())
     assert states == ["FAIL", "FAIL", "WAITING", "WAITING"], "the stopped trials were not put back"
-    leftovers = subprocess.run(["pgrep", "-f", f"{clone.root}/.tune"], capture_output=True, text=True).stdout
+    leftovers = subprocess.run(["pgrep", "-f", f"{clone.root}/.tune"], capture_output=True, text=True,
+                               timeout=60).stdout
     assert not leftovers.strip(), "a worker outlived Ctrl-C"
 
     resumed = clone.tune("run", "--study", "stop")

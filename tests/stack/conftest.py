@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import servers
-from clones import client_environment
 from team import (
     DVC_BUCKET,
     FINDINGS,
@@ -19,6 +18,7 @@ from team import (
     Queued,
     Stack,
     build,
+    member_environment,
     pull_second,
     record,
     run_queue,
@@ -55,7 +55,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def builder(stack: Stack, mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build(stack, client_environment(stack.tracking_uri, mnist_dir), tmp_path_factory.mktemp("team"))
+    return build(stack, member_environment(stack.tracking_uri, mnist_dir), tmp_path_factory.mktemp("team"))
 
 
 @pytest.fixture(scope="session")

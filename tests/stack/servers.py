@@ -13,7 +13,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import boto3
 import botocore.exceptions
+from helpers import free_port
 
 SERVER_LIFETIME_S = 1800  # the longest any server may live: CI's whole budget
 START_TIMEOUT_S = 180.0
@@ -40,13 +40,6 @@ CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSI
 
 class ServerError(RuntimeError):
     """A server did not start; the message ends with its log."""
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on once this returns."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def clean_environment() -> dict[str, str]:

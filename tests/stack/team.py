@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import servers
-from clones import SMALL_PARAMS, Clone
-from helpers import REPO_ROOT
+import yaml
+from clones import SMALL_PARAMS, Clone, clone_environment, clone_repository
 
 DVC_BUCKET, DVC_PREFIX = "team-dvc", "vae"
 MLFLOW_BUCKET, MLFLOW_PREFIX = "team-mlflow", "mlflow"
@@ -68,20 +68,33 @@ class Queued:
     wall_s: float
 
 
+def member_environment(tracking_uri: str, mnist_dir: Path) -> dict[str, str]:
+    """What a team member's shell holds: the tracking server, the data mirror, a git identity; no AWS variables,
+    so DVC reads its S3 credentials from ``.dvc/config.local`` and MLflow reaches the bucket only through the
+    tracking server."""
+    return clone_environment(mnist_dir, MLFLOW_TRACKING_URI=tracking_uri)
+
+
 def set_credentials(clone: Clone) -> None:
-    clone.set_credentials(REMOTE, servers.S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                          servers.S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    """The remote's credentials in ``.dvc/config.local``, which DVC's own .gitignore keeps out of git."""
+    for option, variable in (("access_key_id", "AWS_ACCESS_KEY_ID"), ("secret_access_key", "AWS_SECRET_ACCESS_KEY")):
+        clone.dvc("remote", "modify", "--local", REMOTE, option, servers.S3_CREDENTIALS[variable])
+
+
+def use_small_params(clone: Clone) -> None:
+    """Rewrite the clone's params.yaml with ``SMALL_PARAMS`` (comments are lost: this is a throw-away clone)."""
+    path = clone.root / "params.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for dotted, value in SMALL_PARAMS.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
 def build(stack: Stack, env: dict[str, str], base: Path) -> Built:
     """Clone, add the remote (endpoint committed, credentials local), repro, push git and data."""
-    clone = Clone(base / "first", env)
-    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone.root)], check=True, capture_output=True)
-    changes = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=REPO_ROOT, check=True,
-                             capture_output=True).stdout
-    if changes:
-        subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=clone.root, input=changes, check=True)
-    clone.use_small_params()
+    clone = Clone(clone_repository(base / "first"), env)
+    use_small_params(clone)
     clone.dvc("remote", "add", "--default", REMOTE, f"s3://{DVC_BUCKET}/{DVC_PREFIX}")
     clone.dvc("remote", "modify", REMOTE, "endpointurl", stack.s3_endpoint)
     set_credentials(clone)
@@ -89,7 +102,7 @@ def build(stack: Stack, env: dict[str, str], base: Path) -> Built:
     clone.git("commit", "--quiet", "-m", f"Team remote; small params {SMALL_PARAMS}")
 
     origin = base / "origin.git"
-    subprocess.run(["git", "clone", "--quiet", "--bare", str(clone.root), str(origin)], check=True)
+    clone.git("clone", "--quiet", "--bare", str(clone.root), str(origin))
     clone.git("remote", "set-url", "origin", str(origin))
     clone.git("fetch", "--quiet", "origin")
 
@@ -108,7 +121,7 @@ def build(stack: Stack, env: dict[str, str], base: Path) -> Built:
 def pull_second(built: Built, base: Path) -> Pulled:
     """A fresh clone of ``origin`` that pulls the data and models, then reproduces."""
     clone = Clone(base / "second", built.clone.env)
-    subprocess.run(["git", "clone", "--quiet", str(built.origin), str(clone.root)], check=True)
+    built.clone.git("clone", "--quiet", str(built.origin), str(clone.root))
     set_credentials(clone)
     pull = clone.dvc("pull")
     pulled = Pulled(clone, pull, clone.dvc("repro"), clone.dvc("status"))

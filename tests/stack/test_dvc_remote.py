@@ -8,7 +8,7 @@ import yaml
 from clones import metric
 from team import DVC_BUCKET, DVC_PREFIX, REMOTE, Built, Pulled, Queued, Stack, record
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.integration]
+pytestmark = pytest.mark.stack
 
 UP_TO_DATE = "Data and pipelines are up to date."
 PULLED_OUTPUTS = ("models/vae.keras", "models/run.json", "reports/manifold.png", "reports/index.html",

@@ -18,7 +18,7 @@ from mlflow.entities import LoggedModel, Run
 from mlflow.tracking import MlflowClient
 from team import MLFLOW_BUCKET, MLFLOW_PREFIX, QUEUED, Built, Queued, Stack, record
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.integration]
+pytestmark = pytest.mark.stack
 
 EXPERIMENT = "vae-mnist"
 TEST_METRICS = ("test_neg_elbo", "test_nll_is", "test_reconstruction_loss", "test_kl_loss", "active_units")

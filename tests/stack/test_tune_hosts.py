@@ -21,7 +21,7 @@ from team import Built, Pulled, Stack, record
 from pipeline.tracking.studies import RUN_ATTR
 from pipeline.tuning import study as studies
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.integration]
+pytestmark = pytest.mark.stack
 
 STUDY = "hosts"
 BUDGET = 4
