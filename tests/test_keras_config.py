@@ -1,8 +1,8 @@
 """A user's Keras configuration changes none of the pipeline's numbers, and a broken one is one line.
 
 ``keras.json`` (in ``$KERAS_HOME`` or ``~/.keras``) sets the float type, ε and the image layout of every process
-that imports Keras; ``$KERAS_MAX_STEPS_PER_EPOCH`` cuts ``predict`` short. Each case runs train, evaluate and
-the encoding of a saved model in a fresh process with a real ``keras.json`` in a temporary ``KERAS_HOME``, and
+that imports Keras; ``$KERAS_MAX_STEPS_PER_EPOCH`` cuts ``predict`` short. Each case runs train, the classifier,
+evaluate (whose sample metrics score with that classifier) and the encoding of a saved model in a fresh process with a real ``keras.json`` in a temporary ``KERAS_HOME``, and
 must give exactly what a process without one gives.
 """
 
@@ -25,15 +25,20 @@ from pipeline.data.splits import save_split
 
 SMALL_PARAMS = {
     "model": {"latent_dim": 2, "intermediate_dim": 32},
-    "train": {"epochs": 2, "batch_size": 100, "seed": 7, "experiment": "keras-config-test"},
-    "evaluate": {"elbo_samples": 2, "is_samples": 4, "batch_size": 100},
+    # 30 epochs of 6 steps: after 2 the encoder is further from the posterior than evaluate's ELBO-IS check allows
+    "train": {"epochs": 30, "batch_size": 100, "seed": 7, "experiment": "keras-config-test"},
+    "classifier": {"epochs": 1, "batch_size": 100},
+    "evaluate": {"elbo_samples": 2, "is_samples": 4, "batch_size": 100, "sample_count": 200,
+                 "bootstrap_resamples": 5},
 }
 STAGES = textwrap.dedent("""
     import json, sys
     import numpy as np
     from pipeline.train import main as train
+    from pipeline.classifier import main as classifier
     from pipeline.evaluate import main as evaluate
     assert train(["--params", "params.yaml"]) == 0
+    assert classifier(["--params", "params.yaml"]) == 0
     assert evaluate(["--params", "params.yaml"]) == 0
     from pipeline.model.trained_vae import load_trained_vae
     images = np.load("images.npy")
@@ -59,7 +64,7 @@ def keras_environment(keras_home: Path, config: dict | None, extra: dict[str, st
 
 
 def run_stages(template: Path, folder: Path, config: dict | None, extra: dict[str, str]) -> dict[str, object]:
-    """Train, evaluate and encode in a fresh process; the numbers each gave."""
+    """Train, the classifier, evaluate and encode in a fresh process; the numbers each gave."""
     shutil.copytree(template, folder)
     environment = keras_environment(folder / "keras-home", config, extra)
     environment["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
