@@ -2,8 +2,8 @@
 
 ``keras.json`` (in ``$KERAS_HOME`` or ``~/.keras``) sets the float type, ε and the image layout of every process
 that imports Keras; ``$KERAS_MAX_STEPS_PER_EPOCH`` cuts ``predict`` short. Each case runs train, the classifier,
-evaluate (whose sample metrics score with that classifier) and the encoding of a saved model in a fresh process with a real ``keras.json`` in a temporary ``KERAS_HOME``, and
-must give exactly what a process without one gives.
+evaluate (whose sample metrics score with that classifier) and the encoding of a saved model in a fresh process
+with a real ``keras.json`` in a temporary ``KERAS_HOME``, and must give exactly what a process without one gives.
 """
 
 import csv
