@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.metadata import requires
 from pathlib import Path
 
 import numpy as np
@@ -73,16 +74,24 @@ def test_each_part_is_a_logged_model_of_the_run_with_tensor_signature_and_exampl
     assert specs["vae"] == ([("images", f32, (-1, 784))], [("pixels", f32, (-1, 784))])
 
 
-def test_each_model_requires_tensorflow_by_its_portable_name_whichever_build_is_installed(trained: dict) -> None:
-    """``tensorflow-cpu`` (the default where its wheel exists) trains; a serving host installs ``tensorflow``."""
+def test_each_model_requires_the_tensorflow_build_each_platform_gets_from_pyproject(trained: dict) -> None:
+    """``tensorflow-cpu`` on Linux x86_64, ``tensorflow`` elsewhere, both at the version that trained."""
     import keras
     import mlflow.pyfunc
     import tensorflow as tf
+    from packaging.requirements import Requirement
 
+    from pipeline.tracking.logged_models import TENSORFLOW_BUILDS
+
+    default = [Requirement(line) for line in requires("vae-pipeline") or [] if "extra ==" not in line]
+    project = {requirement.name: requirement.marker for requirement in default}
     for name, model_id in trained["model_ids"].items():
-        lines = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{model_id}")).read_text().split()
-        assert {f"keras=={keras.__version__}", f"tensorflow=={tf.__version__}"} <= set(lines), name
-        assert not [line for line in lines if line.startswith("tensorflow-cpu")], name
+        lines = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{model_id}")).read_text().splitlines()
+        pins = {Requirement(line).name: Requirement(line) for line in lines if line.strip()}
+        assert str(pins["keras"].specifier) == f"=={keras.__version__}", name
+        for build, marker in TENSORFLOW_BUILDS:
+            assert str(pins[build].specifier) == f"=={tf.__version__}", name
+            assert str(pins[build].marker) == str(project[build]) == str(Requirement(f"x; {marker}").marker), name
 
 
 def test_a_view_with_a_layer_from_outside_keras_is_refused() -> None:

@@ -67,15 +67,24 @@ def log_vae_models(encoder: "keras.Model", decoder: "keras.Model", example_input
                 for name, view in views.items()}
 
 
-def serving_requirements() -> list[str]:
-    """``keras==X`` and ``tensorflow==Y``, the versions installed here, read from package metadata.
+TENSORFLOW_BUILDS = (("tensorflow-cpu", "sys_platform == 'linux' and platform_machine == 'x86_64'"),
+                     ("tensorflow", "sys_platform != 'linux' or platform_machine != 'x86_64'"))
+"""pyproject.toml's TensorFlow build per platform, as (distribution, PEP 508 marker): ``tensorflow-cpu`` where
+its wheel exists and is this project's default, the one ``tensorflow`` wheel elsewhere."""
 
-    TensorFlow goes under its portable name whichever build is installed: ``tensorflow`` has wheels for
-    every platform a serving host may run, ``tensorflow-cpu`` (this project's default where it exists,
-    pyproject.toml) for Linux x86_64 and Windows only. Metadata, not ``tf.__version__``, keeps a process
-    that trained on JAX free of the TensorFlow import. Raises ``PackageNotFoundError`` without TensorFlow.
+
+def serving_requirements() -> list[str]:
+    """``keras==X`` and TensorFlow ``==Y`` under each platform's build (``TENSORFLOW_BUILDS``), the versions
+    installed here, read from package metadata.
+
+    A serving host installs the build its platform gets from pyproject.toml. The marker also keeps MLflow's
+    requirement check on metadata: for a pinned ``tensorflow`` that is not installed under that name (this host
+    has ``tensorflow-cpu``) it falls back to ``import tensorflow``, which a process that trained on JAX must not
+    pay. Raises ``PackageNotFoundError`` without TensorFlow.
     """
-    return [f"keras=={version('keras')}", f"tensorflow=={_tensorflow_version()}"]
+    tensorflow = _tensorflow_version()
+    return [f"keras=={version('keras')}",
+            *(f"{build}=={tensorflow}; {marker}" for build, marker in TENSORFLOW_BUILDS)]
 
 
 def _tensorflow_version() -> str:
