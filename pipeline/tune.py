@@ -153,7 +153,9 @@ def _summary(study: "optuna.Study") -> None:
         print(f"tune: study {study.study_name}: {counts}; no complete trial")
         return
     name = best.user_attrs.get(EXPERIMENT_ATTR, "")
-    record_best(study.user_attrs[PARENT_RUN_ATTR], objective_value(best), best.number, name)
+    parent = study.user_attrs.get(PARENT_RUN_ATTR)  # none in a study that Optuna, not `tune run`, created
+    if parent:
+        record_best(parent, objective_value(best), best.number, name)
     print(f"tune: study {study.study_name}: {counts}; best {name} val_neg_elbo {best.value:.2f} "
           f"({', '.join(f'{key}={value}' for key, value in best.params.items())})")
 

@@ -58,7 +58,7 @@ with Repo(".") as repo:
 def test_a_clone_whose_docstring_changed_is_stale_for_exactly_the_stages_that_import_it(tmp_path: Path) -> None:
     clone = clone_repository(tmp_path / "clone", with_changes=False)
     _record_code_in_lock(clone)
-    git(clone, "commit", "-qam", "lock")
+    git(clone, "commit", "--allow-empty", "-qam", "lock")  # empty when HEAD's lock is fresh
     done = _run(clone, sys.executable, str(CHECK))
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     unpulled = json.loads(_run(clone, sys.executable, "-m", "dvc", "status", "--json").stdout)

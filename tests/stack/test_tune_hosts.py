@@ -50,7 +50,7 @@ def test_two_hosts_share_a_study_and_survive_a_killed_worker(builder: Built, sec
     tune_file = tmp_path / "tune.yaml"  # the same small study for both hosts: BUDGET trials of one epoch
     settings = yaml.safe_load((builder.clone.root / "tune.yaml").read_text(encoding="utf-8"))
     settings["trials"], settings["fixed"]["train.epochs"] = BUDGET, 1
-    tune_file.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    tune_file.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")  # the space's order counts
     first, second = builder.clone, second_clone.clone
 
     started = time.monotonic()
