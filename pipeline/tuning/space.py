@@ -16,13 +16,14 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
 from pipeline.core.param_sections import MAX_SEED
 from pipeline.core.params import Params, ParamsError, lists_to_tuples, parse_params, read_yaml_file
 from pipeline.core.strict_yaml import YamlError, load_yaml
+from pipeline.tuning.dimensions import Choices, Dimension, StrictModel, Value
 
 TUNE_FILE = Path("tune.yaml")
 MAX_TRIALS = 100_000
@@ -31,82 +32,9 @@ VALIDATION_FRACTION = "data.val_fraction"
 """The param that carves the validation split from the training images; 0 would validate on the test set."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-Value = str | bool | int | float
-
-
-class _Dimension(_Strict):
-    when: dict[str, Annotated[tuple[Value, ...], Field(min_length=1)]] = Field(default_factory=dict)
-    """Draw this dimension only in trials where each named param holds one of the given values (a single value
-    may be written without a list)."""
-
-    @field_validator("when", mode="before")
-    @classmethod
-    def _values_as_tuples(cls, when: Any) -> Any:
-        if not isinstance(when, Mapping):
-            return when  # pydantic says it is not a mapping
-        conditions = {key: tuple(wanted) if isinstance(wanted, list | tuple) else (wanted,)
-                      for key, wanted in when.items()}
-        for key, wanted in conditions.items():
-            if not all(isinstance(value, Value) for value in wanted):
-                raise ValueError(f"{key}: expected a value or a list of values, got {when[key]!r}")
-        return conditions
-
-    def applies(self, drawn: Mapping[str, Any]) -> bool:
-        """Whether a trial whose fixed and already drawn params are ``drawn`` draws this dimension."""
-        return all(key in drawn and drawn[key] in wanted for key, wanted in self.when.items())
-
-
-class FloatRange(_Dimension):
-    """A number drawn from [low, high], uniformly or on a log scale."""
-
-    low: float
-    high: float
-    log: bool = False
-
-    def values(self) -> tuple[float, ...]:
-        return (self.low, self.high)
-
-
-class IntRange(_Dimension):
-    """An integer drawn from [low, high]; both ends given as integers."""
-
-    low: int
-    high: int
-    log: bool = False
-
-    def values(self) -> tuple[int, ...]:
-        return (self.low, self.high)
-
-
-class Choices(_Dimension):
-    """One of a list of values."""
-
-    choices: tuple[Value, ...] = Field(min_length=1)
-
-    def values(self) -> tuple[Value, ...]:
-        return self.choices
-
-
-def _dimension_kind(raw: Any) -> str:
-    """Which kind of dimension ``raw`` is meant to be, so a mistake is reported against that kind alone:
-    ``choices`` when it has them, ``int`` when both ends are integers, else ``float``."""
-    if not isinstance(raw, Mapping):
-        return "choices" if isinstance(raw, Choices) else "int" if isinstance(raw, IntRange) else "float"
-    if "choices" in raw:
-        return "choices"
-    ends = [raw.get("low"), raw.get("high")]
-    return "int" if all(isinstance(end, int) and not isinstance(end, bool) for end in ends) else "float"
-
-
-Dimension = Annotated[Annotated[IntRange, Tag("int")] | Annotated[FloatRange, Tag("float")]
-                      | Annotated[Choices, Tag("choices")], Discriminator(_dimension_kind)]
-
-
-class PrunerSettings(_Strict):
+class PrunerSettings(StrictModel):
     kind: Literal["median", "none"] = "median"
     startup_trials: int = Field(default=5, ge=0, le=MAX_TRIALS)
     """Optuna's n_startup_trials: no pruning until this many trials are complete."""
@@ -114,7 +42,7 @@ class PrunerSettings(_Strict):
     """No trial is pruned after fewer epochs than this."""
 
 
-class TuneSettings(_Strict):
+class TuneSettings(StrictModel):
     """A validated ``tune.yaml`` with ``--set`` overrides folded into ``fixed``."""
 
     objective: Literal["val_neg_elbo"] = "val_neg_elbo"

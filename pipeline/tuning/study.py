@@ -32,7 +32,8 @@ from pipeline.tracking.studies import (
     quiet_optuna,
     shown_url,
 )
-from pipeline.tuning.space import Choices, FloatRange, TuneSettings, TuneSettingsError, settings_from
+from pipeline.tuning.dimensions import Choices, FloatRange
+from pipeline.tuning.space import TuneSettings, TuneSettingsError, settings_from
 
 HEARTBEAT_S = 10
 """RDB storage only: a running trial records a heartbeat this often and is stale after 3 missed ones."""
